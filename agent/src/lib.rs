@@ -1,0 +1,1 @@
+//! berth agent. See ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! berth DNS authority. See ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! berth's container runtime layer. See ARCHITECTURE.md.
