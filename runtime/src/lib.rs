@@ -1,1 +1,4 @@
-//! berth's container runtime layer. See ARCHITECTURE.md.
+//! berth's container runtime layer: the shim, pod sandboxes, container specs, volumes and the
+//! local image store. See ARCHITECTURE.md for how the pieces fit.
+
+pub mod image;

@@ -1,0 +1,1 @@
+//! Kubernetes objects: parsing, kinds, defaults and validation.

@@ -1,0 +1,1 @@
+//! Cluster state: commands, the state machine and its replicated, persisted log.
