@@ -3,7 +3,8 @@
 //!
 //! The forwarder relays the client's query as it is (new random ID, fresh random source
 //! port per attempt) and relays the upstream's answer as it is: NXDOMAIN stays NXDOMAIN,
-//! the upstream's RA and AD bits are kept. An upstream that answers SERVFAIL or REFUSED,
+//! the upstream's AA and AD bits are kept, RA is set (this server is the client's
+//! recursive resolver). An upstream that answers SERVFAIL or REFUSED,
 //! or does not answer in time, is skipped for the next one. There is no cache (CoreDNS's
 //! `forward` has none either; its `cache` is a separate plugin).
 
@@ -220,6 +221,8 @@ impl Forwarder {
                 }
             };
             response[0..2].copy_from_slice(&query.id.to_be_bytes());
+            // This server offers the recursion, whatever the upstream says about itself.
+            response[3] |= 0x80;
             let code = response[3] & 0x0F;
             if code == rcode::SERVFAIL || code == rcode::REFUSED {
                 fallback = Some(response);
