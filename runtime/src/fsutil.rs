@@ -53,14 +53,6 @@ pub fn remove_file_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes an empty directory; a missing one is not an error.
-pub fn remove_dir_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_dir(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +74,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         remove_dir_all_if_exists(&dir.path().join("nope")).unwrap();
         remove_file_if_exists(&dir.path().join("nope")).unwrap();
-        remove_dir_if_exists(&dir.path().join("nope")).unwrap();
     }
 }

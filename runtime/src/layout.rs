@@ -22,7 +22,7 @@
 //! ```
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The longest identifier accepted. File names are limited to 255 bytes; this leaves room for
@@ -204,19 +204,6 @@ impl RuntimeDirs {
     }
 }
 
-/// Joins `relative` below `base`, refusing anything that is not a plain relative path.
-pub(crate) fn join_relative(base: &Path, relative: &str) -> Option<PathBuf> {
-    let rel = Path::new(relative);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return None;
-    }
-    Some(base.join(rel))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,14 +272,5 @@ mod tests {
         let ok: ContainerId = serde_json::from_str("\"c1\"").unwrap();
         assert_eq!(ok.as_str(), "c1");
         assert!(serde_json::from_str::<ContainerId>("\"../x\"").is_err());
-    }
-
-    #[test]
-    fn join_relative_refuses_absolute_and_parent_paths() {
-        let base = Path::new("/b");
-        assert_eq!(join_relative(base, "x/y"), Some(PathBuf::from("/b/x/y")));
-        assert_eq!(join_relative(base, "/x"), None);
-        assert_eq!(join_relative(base, "x/../y"), None);
-        assert_eq!(join_relative(base, ""), Some(PathBuf::from("/b/")));
     }
 }

@@ -17,12 +17,29 @@
 //! global state, so two agents with different directories and cgroup parents can share a host.
 //! The on-disk layout is documented in [`layout`].
 
+pub mod cgroup;
+pub mod container;
+pub mod exec;
 pub mod image;
 pub mod layout;
+pub mod logs;
+pub mod rootfs;
+pub mod runtime;
+pub mod sandbox;
+pub mod shim;
 pub mod spec;
+pub mod volumes;
 
 mod fsutil;
+mod nsfs;
 mod sys;
 mod timefmt;
 
+pub use container::{ContainerError, ContainerRequest, RootfsSource, VolumeMount};
+pub use exec::{ExecError, ExecExit, ExecOutput, ExecProcess, ExecRequest};
 pub use layout::{ContainerId, IdError, PodUid, RuntimeDirs};
+pub use runtime::{Runtime, RuntimeConfig, RuntimeError};
+pub use sandbox::{Sandbox, SandboxConfig, SandboxError};
+pub use shim::{
+    ContainerExit, ExitRecord, LogConfig, RecoveredContainer, RecoveredState, Shim, ShimError,
+};

@@ -59,25 +59,6 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the process the pidfd refers to, which
-/// cannot be a recycled pid.
-pub fn pidfd_send_signal(pidfd: &impl AsRawFd, signal: i32) -> io::Result<()> {
-    // SAFETY: plain syscall; a null siginfo pointer is allowed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// A process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`) and
 /// whether it is a zombie. `None` if the process does not exist.
 pub fn process_start_time(pid: i32) -> io::Result<Option<(u64, bool)>> {

@@ -1,0 +1,357 @@
+//! Containers as the agent sees them: start (rootfs, volumes, spec, shim), stop (preStop hook,
+//! then the stop signal, then SIGKILL) and remove.
+//!
+//! A start that fails leaves nothing behind: no shim directory, libcontainer state, cgroup,
+//! overlay mount or upper dir.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cgroup::remove_tree;
+use crate::exec::ExecRequest;
+use crate::image::ImageConfig;
+use crate::layout::{ContainerId, PodUid, RuntimeDirs};
+use crate::rootfs::{self, RootfsError};
+use crate::runtime::{Runtime, blocking};
+use crate::shim::{CgroupFiles, ContainerExit, LogConfig, Shim, ShimConfig, ShimError, files};
+use crate::spec::{
+    self, BindMount, ContainerConfig, EtcFiles, SpecError, SpecInput, UserDb,
+};
+use crate::volumes::{VolumeError, resolve_sub_path};
+
+pub use crate::rootfs::RootfsSource;
+
+/// kubelet's minimum time a container gets after its preStop hook.
+pub const MIN_GRACE_AFTER_HOOK: Duration = Duration::from_secs(2);
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The prepared volume's host path ([`crate::volumes::PreparedVolume::path`]).
+    pub volume_path: PathBuf,
+    /// Where it appears in the container.
+    pub mount_path: String,
+    /// A path inside the volume to mount instead of its root (created if missing).
+    pub sub_path: Option<String>,
+    pub read_only: bool,
+}
+
+/// Everything needed to start a container.
+#[derive(Debug, Clone)]
+pub struct ContainerRequest {
+    pub id: ContainerId,
+    /// The pod whose sandbox the container joins (it must exist).
+    pub pod: PodUid,
+    pub rootfs: RootfsSource,
+    pub image: ImageConfig,
+    pub config: ContainerConfig,
+    pub mounts: Vec<VolumeMount>,
+    pub etc_files: EtcFiles,
+    pub log: LogConfig,
+    /// Returned by [`Runtime::recover`] after an agent restart.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container that cannot be started, stopped or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("container {id} already exists")]
+    AlreadyExists { id: ContainerId },
+    #[error("container {id}: pod {pod} has no sandbox")]
+    NoSandbox { id: ContainerId, pod: PodUid },
+    #[error("container {id}")]
+    Spec {
+        id: ContainerId,
+        #[source]
+        source: SpecError,
+    },
+    #[error("container {id}")]
+    Rootfs {
+        id: ContainerId,
+        #[source]
+        source: RootfsError,
+    },
+    #[error("container {id}: volume mount at {mount_path:?}")]
+    Volume {
+        id: ContainerId,
+        mount_path: String,
+        #[source]
+        source: VolumeError,
+    },
+    #[error("container {id}: volume {path} does not exist")]
+    MissingVolume { id: ContainerId, path: PathBuf },
+    #[error("container {id}: reading the image's users from {path}")]
+    Users {
+        id: ContainerId,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {id}: {what} {path}")]
+    Io {
+        id: ContainerId,
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {id} is still running (remove it with force to kill it)")]
+    StillRunning { id: ContainerId },
+    #[error(transparent)]
+    Shim(#[from] ShimError),
+}
+
+/// Removes what a failed start created, unless disarmed.
+struct StartGuard {
+    dirs: RuntimeDirs,
+    id: ContainerId,
+    cgroup_dirs: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            cleanup(&self.dirs, &self.id, &self.cgroup_dirs);
+        }
+    }
+}
+
+/// Removes everything a container has on the host. Best effort, idempotent.
+fn cleanup(dirs: &RuntimeDirs, id: &ContainerId, cgroup_dirs: &[PathBuf]) -> Vec<String> {
+    let mut problems = Vec::new();
+    crate::shim::delete_libcontainer_state(&dirs.libcontainer_root(), id.as_str());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for dir in cgroup_dirs {
+        if let Err(e) = remove_tree(dir, deadline) {
+            problems.push(e.to_string());
+        }
+    }
+    if let Err(e) = rootfs::remove(dirs, id) {
+        problems.push(e.to_string());
+    }
+    if let Err(e) = crate::fsutil::remove_dir_all_if_exists(&dirs.shim_dir(id)) {
+        problems.push(format!("removing {}: {e}", dirs.shim_dir(id).display()));
+    }
+    problems
+}
+
+impl Runtime {
+    /// Starts a container in its pod's sandbox and returns once it runs. On failure nothing of
+    /// it is left on the host.
+    pub async fn start_container(&self, request: ContainerRequest) -> Result<Shim, ContainerError> {
+        let rt = self.clone();
+        let (id, shim_dir, mut guard) = blocking(move || rt.prepare_container(&request)).await?;
+        let spawned = Shim::spawn(id, shim_dir, &self.spawn).await;
+        // From here the guard only protects against this future being dropped mid-spawn.
+        guard.armed = false;
+        match spawned {
+            Ok(shim) => Ok(shim),
+            Err(e) => {
+                let (dirs, id, cgroup_dirs) =
+                    (guard.dirs.clone(), guard.id.clone(), guard.cgroup_dirs.clone());
+                blocking(move || cleanup(&dirs, &id, &cgroup_dirs)).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Everything up to spawning the shim, synchronously.
+    fn prepare_container(
+        &self,
+        req: &ContainerRequest,
+    ) -> Result<(ContainerId, PathBuf, StartGuard), ContainerError> {
+        let id = &req.id;
+        let spec_err = |source| ContainerError::Spec {
+            id: id.clone(),
+            source,
+        };
+        // Checks that create nothing come first.
+        req.config.resources.validate().map_err(spec_err)?;
+        for m in &req.mounts {
+            spec::mounts::normalise_mount_path(&m.mount_path).map_err(spec_err)?;
+            if !m.volume_path.exists() {
+                return Err(ContainerError::MissingVolume {
+                    id: id.clone(),
+                    path: m.volume_path.clone(),
+                });
+            }
+        }
+        rootfs::check(&req.rootfs).map_err(|source| ContainerError::Rootfs {
+            id: id.clone(),
+            source,
+        })?;
+        let sandbox = self.sandbox(&req.pod).ok_or_else(|| ContainerError::NoSandbox {
+            id: id.clone(),
+            pod: req.pod.clone(),
+        })?;
+
+        let shim_dir = self.dirs.shim_dir(id);
+        let io_err = |what: &'static str, path: &Path| {
+            let (id, path) = (id.clone(), path.to_path_buf());
+            move |source| ContainerError::Io {
+                id,
+                what,
+                path,
+                source,
+            }
+        };
+        match std::fs::create_dir(&shim_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ContainerError::AlreadyExists { id: id.clone() });
+            }
+            Err(e) => return Err(io_err("creating", &shim_dir)(e)),
+        }
+        let cgroup_rel = sandbox.cgroup().container_path(id);
+        let cgroup_rel = cgroup_rel.strip_prefix("/").unwrap_or(&cgroup_rel).to_path_buf();
+        let layout = sandbox.cgroup().layout();
+        let guard = StartGuard {
+            dirs: self.dirs.clone(),
+            id: id.clone(),
+            cgroup_dirs: crate::cgroup::CgroupLayout::dirs(layout, &cgroup_rel),
+            armed: true,
+        };
+        // A crashed earlier attempt with the same id may have left libcontainer state.
+        crate::shim::delete_libcontainer_state(&self.dirs.libcontainer_root(), id.as_str());
+
+        let rootfs = rootfs::prepare(&self.dirs, id, &req.rootfs).map_err(|source| {
+            ContainerError::Rootfs {
+                id: id.clone(),
+                source,
+            }
+        })?;
+        let mut mounts = Vec::new();
+        for m in &req.mounts {
+            let source = match &m.sub_path {
+                Some(sub) if !sub.is_empty() => resolve_sub_path(&m.volume_path, sub).map_err(
+                    |source| ContainerError::Volume {
+                        id: id.clone(),
+                        mount_path: m.mount_path.clone(),
+                        source,
+                    },
+                )?,
+                _ => m.volume_path.clone(),
+            };
+            mounts.push(BindMount {
+                source,
+                destination: m.mount_path.clone(),
+                read_only: m.read_only,
+            });
+        }
+        let users = UserDb::load(&rootfs).map_err(|source| ContainerError::Users {
+            id: id.clone(),
+            path: rootfs.join("etc/passwd"),
+            source,
+        })?;
+        let namespaces = sandbox.namespaces();
+        let shm = sandbox.shm_path();
+        let cgroups_path = sandbox.cgroup().container_path(id);
+        let mut annotations = BTreeMap::new();
+        annotations.insert("io.berth.pod-uid".to_owned(), req.pod.to_string());
+        let input = SpecInput {
+            container: &req.config,
+            image: &req.image,
+            users: &users,
+            host_capabilities: &self.host_caps,
+            rootfs: &rootfs,
+            hostname: (!sandbox.config().host_network).then_some(sandbox.config().hostname.as_str()),
+            namespaces: &namespaces,
+            pod_shm: shm.as_deref(),
+            etc_files: &req.etc_files,
+            mounts: &mounts,
+            cgroups_path: &cgroups_path,
+            annotations,
+        };
+        let oci = spec::build_spec(&input).map_err(spec_err)?;
+
+        let bundle = shim_dir.join(files::BUNDLE);
+        std::fs::create_dir_all(&bundle).map_err(io_err("creating", &bundle))?;
+        let config_json = bundle.join("config.json");
+        let bytes = serde_json::to_vec_pretty(&oci).map_err(|e| io_err("writing", &config_json)(e.into()))?;
+        crate::fsutil::atomic_write(&config_json, &bytes, 0o600).map_err(io_err("writing", &config_json))?;
+
+        let shim_config = ShimConfig {
+            id: id.clone(),
+            pod: Some(req.pod.clone()),
+            bundle,
+            libcontainer_root: self.dirs.libcontainer_root(),
+            log: req.log.clone(),
+            cgroup: CgroupFiles {
+                procs: layout.procs_files(&cgroup_rel),
+                oom_events: layout.oom_events_file(&cgroup_rel),
+            },
+            labels: req.labels.clone(),
+        };
+        let path = shim_dir.join(files::CONFIG);
+        let bytes = serde_json::to_vec_pretty(&shim_config).map_err(|e| io_err("writing", &path)(e.into()))?;
+        crate::fsutil::atomic_write(&path, &bytes, 0o600).map_err(io_err("writing", &path))?;
+        Ok((id.clone(), shim_dir, guard))
+    }
+
+    /// Stops a running container the way kubelet does: the preStop hook (if any) runs first
+    /// inside the grace period, then `signal`, then SIGKILL when the rest of the grace period
+    /// (at least [`MIN_GRACE_AFTER_HOOK`] after a hook) has passed. Returns how it ended.
+    pub async fn stop_container(
+        &self,
+        shim: &Shim,
+        signal: i32,
+        grace: Duration,
+        pre_stop: Option<&ExecRequest>,
+    ) -> Result<ContainerExit, ContainerError> {
+        let deadline = Instant::now() + grace;
+        let mut remaining = grace;
+        if let Some(hook) = pre_stop {
+            if let Err(e) = self.exec_output(shim.id(), hook, grace).await {
+                tracing::warn!(container = %shim.id(), error = %crate::shim::error_chain(&e), "preStop hook failed");
+            }
+            remaining = deadline
+                .saturating_duration_since(Instant::now())
+                .max(MIN_GRACE_AFTER_HOOK);
+        }
+        Ok(shim.stop(signal, remaining).await?)
+    }
+
+    /// Removes a container's state, rootfs, cgroup and shim directory. A running container is
+    /// an error unless `force`, which kills it first. Idempotent.
+    pub async fn remove_container(&self, id: &ContainerId, force: bool) -> Result<(), ContainerError> {
+        let dir = self.dirs.shim_dir(id);
+        let config: Option<ShimConfig> = std::fs::read(dir.join(files::CONFIG))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let shim = Shim::from_pid_file(id.clone(), dir.clone());
+        if let Some(shim) = &shim {
+            if !force {
+                return Err(ContainerError::StillRunning { id: id.clone() });
+            }
+            match shim.stop(libc::SIGKILL, Duration::ZERO).await {
+                Ok(_) | Err(ShimError::NotRunning { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let cgroup_dirs: Vec<PathBuf> = match &config {
+            Some(c) => c
+                .cgroup
+                .procs
+                .iter()
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        };
+        let dirs = self.dirs.clone();
+        let id2 = id.clone();
+        let problems = blocking(move || cleanup(&dirs, &id2, &cgroup_dirs)).await;
+        if let Some(first) = problems.into_iter().next() {
+            return Err(ContainerError::Io {
+                id: id.clone(),
+                what: "removing",
+                path: dir,
+                source: std::io::Error::other(first),
+            });
+        }
+        Ok(())
+    }
+}

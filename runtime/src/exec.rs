@@ -1,0 +1,232 @@
+//! Running a process inside a running container: a `berth-shim exec` child of the agent joins
+//! the container (libcontainer's tenant builder runs there, never in the agent). The agent gets
+//! a [`tokio::process::Child`] to stream from, or the whole output with [`Runtime::exec_output`]
+//! (for probes and hooks).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::layout::ContainerId;
+use crate::runtime::Runtime;
+use crate::shim::{ExecArgs, ExecStatus, Shim};
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// Added to (or replacing) the container's environment.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// Give the process a stdin pipe (otherwise /dev/null).
+    pub stdin: bool,
+}
+
+impl ExecRequest {
+    /// A request for `command` with nothing else set.
+    pub fn new<S: Into<String>>(command: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            command: command.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+}
+
+/// How an exec'd process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecExit {
+    /// The exit code, or 128 + signal.
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+}
+
+/// An exec's collected output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit: ExecExit,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// An exec that could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("exec in container {id}: the command is empty")]
+    EmptyCommand { id: ContainerId },
+    #[error("exec in container {id}: the container is not running")]
+    NotRunning { id: ContainerId },
+    #[error("exec in container {id}: running {path}")]
+    Spawn {
+        id: ContainerId,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("exec in container {id} failed: {message}")]
+    StartFailed { id: ContainerId, message: String },
+    #[error("exec in container {id} did not finish within {after:?} and was killed")]
+    Timeout { id: ContainerId, after: Duration },
+    #[error("exec in container {id}: the shim reported no result")]
+    NoStatus { id: ContainerId },
+    #[error("exec in container {id}")]
+    Io {
+        id: ContainerId,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running exec.
+#[derive(Debug)]
+pub struct ExecProcess {
+    id: ContainerId,
+    /// The `berth-shim exec` process; its stdin/stdout/stderr are the exec'd process's.
+    pub child: tokio::process::Child,
+    status: tokio::net::unix::pipe::Receiver,
+}
+
+impl ExecProcess {
+    /// Asks the exec to end: the exec'd process is SIGKILLed (through its shim).
+    pub fn kill(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+
+    /// Waits for the process to end.
+    pub async fn wait(mut self) -> Result<ExecExit, ExecError> {
+        let io_err = |source| ExecError::Io {
+            id: self.id.clone(),
+            source,
+        };
+        self.child.wait().await.map_err(io_err)?;
+        let mut text = String::new();
+        self.status.read_to_string(&mut text).await.map_err(io_err)?;
+        let mut exit = None;
+        for line in text.lines() {
+            match serde_json::from_str::<ExecStatus>(line) {
+                Ok(ExecStatus::Exited { exit_code, signal }) => {
+                    exit = Some(ExecExit { exit_code, signal })
+                }
+                Ok(ExecStatus::Error { message }) => {
+                    return Err(ExecError::StartFailed {
+                        id: self.id.clone(),
+                        message,
+                    });
+                }
+                _ => {}
+            }
+        }
+        exit.ok_or(ExecError::NoStatus { id: self.id })
+    }
+}
+
+impl Runtime {
+    /// Starts `request` in running container `id`. Stdout and stderr are piped; stdin too when
+    /// asked.
+    pub fn exec(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecProcess, ExecError> {
+        if request.command.is_empty() {
+            return Err(ExecError::EmptyCommand { id: id.clone() });
+        }
+        let dir = self.dirs.shim_dir(id);
+        match Shim::from_pid_file(id.clone(), dir.clone()) {
+            Some(shim) if shim.try_exit().is_none() && dir.join("started.json").exists() => {}
+            _ => return Err(ExecError::NotRunning { id: id.clone() }),
+        }
+        let args = ExecArgs {
+            env: request.env.clone(),
+            cwd: request.working_dir.clone(),
+            command: request.command.clone(),
+        };
+        let spawn_err = |source| ExecError::Spawn {
+            id: id.clone(),
+            path: self.spawn.shim_path.clone(),
+            source,
+        };
+        let (read_end, write_end): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
+        let mut cmd = tokio::process::Command::new(&self.spawn.shim_path);
+        cmd.arg("exec")
+            .arg(&dir)
+            .args(args.to_words())
+            .env_clear()
+            .env("PATH", crate::spec::process::DEFAULT_PATH)
+            .stdin(if request.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let write_raw = write_end.as_raw_fd();
+        // SAFETY: runs in the forked child before exec; dup2 is async-signal-safe and clears
+        // close-on-exec on fd 3.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(write_raw, crate::shim::STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(spawn_err)?;
+        drop(write_end);
+        let status = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
+            .map_err(|source| ExecError::Io {
+                id: id.clone(),
+                source,
+            })?;
+        Ok(ExecProcess {
+            id: id.clone(),
+            child,
+            status,
+        })
+    }
+
+    /// Runs `request` in container `id` and collects its output. After `timeout` the process
+    /// is killed and [`ExecError::Timeout`] returned.
+    pub async fn exec_output(
+        &self,
+        id: &ContainerId,
+        request: &ExecRequest,
+        timeout: Duration,
+    ) -> Result<ExecOutput, ExecError> {
+        let mut process = self.exec(id, request)?;
+        let mut stdout = process.child.stdout.take().expect("stdout is piped");
+        let mut stderr = process.child.stderr.take().expect("stderr is piped");
+        let collect = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            a.and(b).map(|_| (out, err))
+        };
+        match tokio::time::timeout(timeout, collect).await {
+            Ok(Ok((out, err))) => {
+                let exit = process.wait().await?;
+                Ok(ExecOutput {
+                    exit,
+                    stdout: out,
+                    stderr: err,
+                })
+            }
+            Ok(Err(source)) => Err(ExecError::Io {
+                id: id.clone(),
+                source,
+            }),
+            Err(_) => {
+                process.kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), process.child.wait()).await;
+                let _ = process.child.start_kill();
+                Err(ExecError::Timeout {
+                    id: id.clone(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+}
