@@ -64,6 +64,14 @@ fi
 
 PARENT=$(dirname -- "$OUTDIR")
 mkdir -p -- "$PARENT"
+# Concurrent runs for the same OUTDIR (parallel tests) build one at a time; a later one finds
+# the finished image.
+LOCK="$PARENT/.$(basename -- "$OUTDIR").lock"
+exec 9>"$LOCK"
+flock 9
+if [ -f "$OUTDIR/$STAMP_FILE" ] && [ "$(cat "$OUTDIR/$STAMP_FILE")" = "$STAMP" ]; then
+    exit 0
+fi
 WORK=$(mktemp -d "$PARENT/.build-busybox-image.XXXXXX")
 trap 'rm -rf -- "$WORK"' EXIT INT TERM
 

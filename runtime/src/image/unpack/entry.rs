@@ -113,7 +113,7 @@ impl<'r> Unpacker<'r> {
                     });
                 }
                 let root = self.root.file();
-                set_owner_mode_xattrs(root, &meta).map_err(fail("set metadata on"))?;
+                set_owner_mode_xattrs(root, &meta).map_err(fail("set its metadata"))?;
                 self.dir_times.push((PathBuf::new(), meta.times));
                 return Ok(());
             }
@@ -123,14 +123,14 @@ impl<'r> Unpacker<'r> {
         if name_bytes == OPAQUE_MARKER.as_bytes() {
             let dir = self
                 .make_dirs(&parent)
-                .map_err(fail("create parent directories for"))?;
+                .map_err(fail("create its parent directories"))?;
             drop(dir);
             let dir = self
                 .root
                 .open_inside(&parent, libc::O_RDONLY | libc::O_DIRECTORY)
-                .map_err(fail("open the directory of"))?;
+                .map_err(fail("open its directory"))?;
             sys::fsetxattr(dir.as_fd(), OsStr::new(OPAQUE_XATTR), b"y")
-                .map_err(fail("mark the directory opaque for"))?;
+                .map_err(fail("mark its directory opaque"))?;
             return Ok(());
         }
         if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
@@ -144,24 +144,24 @@ impl<'r> Unpacker<'r> {
             }
             let dir = self
                 .make_dirs(&parent)
-                .map_err(fail("create parent directories for"))?;
-            return whiteout(&dir, OsStr::from_bytes(hidden)).map_err(fail("create whiteout for"));
+                .map_err(fail("create its parent directories"))?;
+            return whiteout(&dir, OsStr::from_bytes(hidden)).map_err(fail("create the whiteout"));
         }
 
         let dir = self
             .make_dirs(&parent)
-            .map_err(fail("create parent directories for"))?;
+            .map_err(fail("create its parent directories"))?;
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                clear(&dir, &name, false).map_err(fail("replace existing"))?;
+                clear(&dir, &name, false).map_err(fail("replace the existing entry"))?;
                 self.write_file(&dir, &name, &mut entry, &meta, &raw_path)
             }
             EntryType::Directory => {
-                let kept = clear(&dir, &name, true).map_err(fail("replace existing"))?;
+                let kept = clear(&dir, &name, true).map_err(fail("replace the existing entry"))?;
                 if !kept {
                     nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name.as_os_str(), Mode::S_IRWXU)
                         .map_err(io::Error::from)
-                        .map_err(fail("create directory"))?;
+                        .map_err(fail("create the directory"))?;
                 }
                 let fd = nix::fcntl::openat(
                     Some(dir.as_raw_fd()),
@@ -170,9 +170,9 @@ impl<'r> Unpacker<'r> {
                     Mode::empty(),
                 )
                 .map_err(io::Error::from)
-                .map_err(fail("open directory"))?;
+                .map_err(fail("open the directory"))?;
                 let file = File::from(sys::owned(fd));
-                set_owner_mode_xattrs(&file, &meta).map_err(fail("set metadata on"))?;
+                set_owner_mode_xattrs(&file, &meta).map_err(fail("set its metadata"))?;
                 self.dir_times.push((path, meta.times));
                 Ok(())
             }
@@ -184,15 +184,15 @@ impl<'r> Unpacker<'r> {
                         field: "symlink target",
                         value: "none".to_owned(),
                     })?;
-                clear(&dir, &name, false).map_err(fail("replace existing"))?;
+                clear(&dir, &name, false).map_err(fail("replace the existing entry"))?;
                 nix::unistd::symlinkat(
                     OsStr::from_bytes(&target),
                     Some(dir.as_raw_fd()),
                     name.as_os_str(),
                 )
                 .map_err(io::Error::from)
-                .map_err(fail("create symlink"))?;
-                set_metadata_at(&dir, &name, &meta, false).map_err(fail("set metadata on"))
+                .map_err(fail("create the symlink"))?;
+                set_metadata_at(&dir, &name, &meta, false).map_err(fail("set its metadata"))
             }
             EntryType::Link => {
                 let target = entry
@@ -220,7 +220,7 @@ impl<'r> Unpacker<'r> {
                         (sflag, makedev(major.into(), minor.into()))
                     }
                 };
-                clear(&dir, &name, false).map_err(fail("replace existing"))?;
+                clear(&dir, &name, false).map_err(fail("replace the existing entry"))?;
                 nix::sys::stat::mknodat(
                     Some(dir.as_raw_fd()),
                     name.as_os_str(),
@@ -229,8 +229,8 @@ impl<'r> Unpacker<'r> {
                     dev,
                 )
                 .map_err(io::Error::from)
-                .map_err(fail("create device node"))?;
-                set_metadata_at(&dir, &name, &meta, true).map_err(fail("set metadata on"))
+                .map_err(fail("create the node"))?;
+                set_metadata_at(&dir, &name, &meta, true).map_err(fail("set its metadata"))
             }
             other => Err(UnpackError::UnsupportedEntry {
                 entry: raw_path,
@@ -244,7 +244,7 @@ impl<'r> Unpacker<'r> {
         for (path, times) in self.dir_times.iter().rev() {
             let fail = |source| UnpackError::Entry {
                 entry: path.clone(),
-                action: "set directory times on",
+                action: "set its times",
                 source,
             };
             match (path.parent(), path.file_name()) {
@@ -328,7 +328,7 @@ impl<'r> Unpacker<'r> {
             Mode::S_IRUSR | Mode::S_IWUSR,
         )
         .map_err(io::Error::from)
-        .map_err(fail("create file"))?;
+        .map_err(fail("create the file"))?;
         let mut file = File::from(sys::owned(fd));
         loop {
             let n = match entry.read(&mut self.buffer) {
@@ -338,11 +338,11 @@ impl<'r> Unpacker<'r> {
                 Err(source) => return Err(UnpackError::Read { source }),
             };
             file.write_all(&self.buffer[..n])
-                .map_err(fail("write file"))?;
+                .map_err(fail("write the file"))?;
         }
-        set_owner_mode_xattrs(&file, meta).map_err(fail("set metadata on"))?;
+        set_owner_mode_xattrs(&file, meta).map_err(fail("set its metadata"))?;
         file.set_times(meta.times.file_times())
-            .map_err(fail("set times on"))
+            .map_err(fail("set its times"))
     }
 
     fn hardlink(
@@ -370,14 +370,14 @@ impl<'r> Unpacker<'r> {
         let target_dir = self
             .root
             .dir_handle(target_parent)
-            .map_err(fail("find the hardlink target of"))?;
+            .map_err(fail("find the hardlink target"))?;
         let target_stat = nix::sys::stat::fstatat(
             Some(target_dir.as_raw_fd()),
             target_name,
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(io::Error::from)
-        .map_err(fail("find the hardlink target of"))?;
+        .map_err(fail("find the hardlink target"))?;
         if let Ok(existing) =
             nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
             && existing.st_dev == target_stat.st_dev
@@ -385,7 +385,7 @@ impl<'r> Unpacker<'r> {
         {
             return Ok(());
         }
-        clear(dir, name, false).map_err(fail("replace existing"))?;
+        clear(dir, name, false).map_err(fail("replace the existing entry"))?;
         nix::unistd::linkat(
             Some(target_dir.as_raw_fd()),
             target_name,
@@ -394,7 +394,7 @@ impl<'r> Unpacker<'r> {
             AtFlags::empty(),
         )
         .map_err(io::Error::from)
-        .map_err(fail("create hardlink"))
+        .map_err(fail("create the hardlink"))
     }
 }
 
