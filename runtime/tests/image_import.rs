@@ -24,7 +24,10 @@ fn busybox_layout_imports_into_layer_dirs_that_form_a_working_tree() {
     let records = store.import(busybox_layout(), None).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].references, [BUSYBOX]);
-    assert_eq!(records[0].manifest_digest.to_string(), only_manifest(&busybox_layout()));
+    assert_eq!(
+        records[0].manifest_digest.to_string(),
+        only_manifest(&busybox_layout())
+    );
 
     let image = store.resolve("busybox").unwrap();
     assert_eq!(image.config.cmd, ["sh"]);
@@ -38,16 +41,32 @@ fn busybox_layout_imports_into_layer_dirs_that_form_a_working_tree() {
     // Bottom layer: busybox and absolute applet symlinks.
     let busybox = fs::metadata(busybox_layer.join("bin/busybox")).unwrap();
     assert!(busybox.is_file() && busybox.permissions().mode() & 0o111 != 0);
-    assert_eq!(fs::read_link(busybox_layer.join("bin/sh")).unwrap(), PathBuf::from("/bin/busybox"));
-    assert_eq!(fs::read_link(busybox_layer.join("usr/bin/wc")).unwrap(), PathBuf::from("/bin/busybox"));
+    assert_eq!(
+        fs::read_link(busybox_layer.join("bin/sh")).unwrap(),
+        PathBuf::from("/bin/busybox")
+    );
+    assert_eq!(
+        fs::read_link(busybox_layer.join("usr/bin/wc")).unwrap(),
+        PathBuf::from("/bin/busybox")
+    );
     assert!(!busybox_layer.join("etc").exists());
     // Top layer: /etc with a non-root user, ownership and sticky /tmp preserved.
     let passwd = fs::read_to_string(etc_layer.join("etc/passwd")).unwrap();
     assert!(passwd.contains("app:x:1000:1000:"), "{passwd}");
     let home = fs::metadata(etc_layer.join("home/app")).unwrap();
     assert_eq!((home.uid(), home.gid()), (1000, 1000));
-    assert_eq!(fs::metadata(etc_layer.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
-    assert_eq!(fs::metadata(etc_layer.join("etc/passwd")).unwrap().mtime(), 946_684_800);
+    assert_eq!(
+        fs::metadata(etc_layer.join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o1777
+    );
+    assert_eq!(
+        fs::metadata(etc_layer.join("etc/passwd")).unwrap().mtime(),
+        946_684_800
+    );
 
     // Mounted as a container rootfs, the shell runs and sees both layers.
     let mount_dir = tempfile::tempdir().unwrap();
@@ -71,8 +90,20 @@ fn oci_archive_and_docker_archive_of_the_same_image_share_its_layers() {
     let work = tempfile::tempdir().unwrap();
     let oci_archive = work.path().join("busybox-oci.tar");
     let docker_archive = work.path().join("busybox-docker.tar");
-    skopeo_copy(&busybox_layout(), "busybox:latest", "oci-archive", &oci_archive, "busybox:1.35");
-    skopeo_copy(&busybox_layout(), "busybox:latest", "docker-archive", &docker_archive, "example.com/tools/busybox:2");
+    skopeo_copy(
+        &busybox_layout(),
+        "busybox:latest",
+        "oci-archive",
+        &oci_archive,
+        "busybox:1.35",
+    );
+    skopeo_copy(
+        &busybox_layout(),
+        "busybox:latest",
+        "docker-archive",
+        &docker_archive,
+        "example.com/tools/busybox:2",
+    );
 
     let data = tempfile::tempdir().unwrap();
     let store = ImageStore::open(data.path()).unwrap();
@@ -88,12 +119,23 @@ fn oci_archive_and_docker_archive_of_the_same_image_share_its_layers() {
         ["docker.io/library/busybox:1.35", BUSYBOX],
         "both names now point at the layout's image"
     );
-    assert_ne!(from_docker[0].manifest_digest, from_layout[0].manifest_digest);
+    assert_ne!(
+        from_docker[0].manifest_digest,
+        from_layout[0].manifest_digest
+    );
     assert_eq!(from_docker[0].references, ["example.com/tools/busybox:2"]);
-    assert_eq!(from_docker[0].config_digest, from_layout[0].config_digest, "same image id");
+    assert_eq!(
+        from_docker[0].config_digest, from_layout[0].config_digest,
+        "same image id"
+    );
 
     let contents = store_contents(data.path());
-    assert_eq!(contents.layers.len(), 2, "layers shared: {:?}", contents.layers);
+    assert_eq!(
+        contents.layers.len(),
+        2,
+        "layers shared: {:?}",
+        contents.layers
+    );
     let docker_image = store.resolve("example.com/tools/busybox:2").unwrap();
     let layout_image = store.resolve("busybox:latest").unwrap();
     assert_eq!(docker_image.layer_dirs(), layout_image.layer_dirs());
@@ -115,7 +157,11 @@ fn importing_the_same_image_twice_changes_nothing() {
     let second = store.import(busybox_layout(), None).unwrap();
     assert_eq!(first, second);
     assert_eq!(store_contents(data.path()), before);
-    assert_eq!(fs::metadata(&layer).unwrap().ino(), inode, "layer was not unpacked again");
+    assert_eq!(
+        fs::metadata(&layer).unwrap().ino(),
+        inode,
+        "layer was not unpacked again"
+    );
 }
 
 #[test]
@@ -125,10 +171,17 @@ fn an_explicit_name_overrides_the_layout_annotation() {
     }
     let data = tempfile::tempdir().unwrap();
     let store = ImageStore::open(data.path()).unwrap();
-    let records = store.import(busybox_layout(), Some("localhost:5000/demo/bb:v1")).unwrap();
+    let records = store
+        .import(busybox_layout(), Some("localhost:5000/demo/bb:v1"))
+        .unwrap();
     assert_eq!(records[0].references, ["localhost:5000/demo/bb:v1"]);
-    assert!(matches!(store.resolve("busybox"), Err(StoreError::NotFound { .. })));
-    let err = store.import(busybox_layout(), Some("not a name")).unwrap_err();
+    assert!(matches!(
+        store.resolve("busybox"),
+        Err(StoreError::NotFound { .. })
+    ));
+    let err = store
+        .import(busybox_layout(), Some("not a name"))
+        .unwrap_err();
     assert_eq!(
         error_chain(&err),
         format!(
@@ -161,7 +214,9 @@ fn images_resolve_by_reference_digest_and_id_prefix() {
         &config_hex[..8],
         record.id(),
     ] {
-        let image = store.resolve(reference).unwrap_or_else(|e| panic!("{reference}: {e}"));
+        let image = store
+            .resolve(reference)
+            .unwrap_or_else(|e| panic!("{reference}: {e}"));
         assert_eq!(image.manifest_digest, record.manifest_digest, "{reference}");
         assert_eq!(image.references, [BUSYBOX]);
     }
@@ -182,26 +237,46 @@ fn remove_drops_the_reference_and_prune_drops_unused_content() {
     let store = ImageStore::open(data.path()).unwrap();
     store.import(busybox_layout(), None).unwrap();
     let image = store.resolve("busybox").unwrap();
-    store.import(busybox_layout(), Some("mirror/busybox")).unwrap();
+    store
+        .import(busybox_layout(), Some("mirror/busybox"))
+        .unwrap();
 
     assert_eq!(store.remove("busybox").unwrap(), [BUSYBOX]);
     assert!(store.resolve("busybox").is_err());
     // Still named by the other reference: nothing to prune.
     let report = store.prune(&[]).unwrap();
-    assert!(report.blobs.is_empty() && report.layers.is_empty(), "{report:?}");
+    assert!(
+        report.blobs.is_empty() && report.layers.is_empty(),
+        "{report:?}"
+    );
 
-    assert_eq!(store.remove(image.id()).unwrap(), ["docker.io/mirror/busybox:latest"]);
+    assert_eq!(
+        store.remove(image.id()).unwrap(),
+        ["docker.io/mirror/busybox:latest"]
+    );
     assert!(store.list().unwrap().is_empty());
     // A running container still uses the image: its content stays.
-    let report = store.prune(std::slice::from_ref(&image.manifest_digest)).unwrap();
-    assert!(report.blobs.is_empty() && report.layers.is_empty(), "{report:?}");
+    let report = store
+        .prune(std::slice::from_ref(&image.manifest_digest))
+        .unwrap();
+    assert!(
+        report.blobs.is_empty() && report.layers.is_empty(),
+        "{report:?}"
+    );
     assert!(image.layer_dirs().iter().all(|d| d.is_dir()));
     // Once nothing uses it, everything goes.
     let report = store.prune(&[]).unwrap();
-    assert_eq!((report.blobs.len(), report.layers.len()), (4, 2), "{report:?}");
+    assert_eq!(
+        (report.blobs.len(), report.layers.len()),
+        (4, 2),
+        "{report:?}"
+    );
     assert!(report.blob_bytes > 1_000_000);
     assert_store_empty(data.path());
-    assert!(matches!(store.remove("busybox"), Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.remove("busybox"),
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -211,18 +286,29 @@ fn concurrent_imports_of_the_same_image_both_succeed_and_leave_one_copy() {
     }
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("busybox.tar");
-    skopeo_copy(&busybox_layout(), "busybox:latest", "oci-archive", &archive, "busybox:latest");
+    skopeo_copy(
+        &busybox_layout(),
+        "busybox:latest",
+        "oci-archive",
+        &archive,
+        "busybox:latest",
+    );
     let data = tempfile::tempdir().unwrap();
     let layout = busybox_layout();
     let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = [layout.clone(), archive.clone(), layout.clone(), archive.clone()]
-            .into_iter()
-            .map(|source| {
-                let data = data.path().to_owned();
-                // Each thread opens its own store handle, as a second agent process would.
-                scope.spawn(move || ImageStore::open(&data).unwrap().import(&source, None))
-            })
-            .collect();
+        let handles: Vec<_> = [
+            layout.clone(),
+            archive.clone(),
+            layout.clone(),
+            archive.clone(),
+        ]
+        .into_iter()
+        .map(|source| {
+            let data = data.path().to_owned();
+            // Each thread opens its own store handle, as a second agent process would.
+            scope.spawn(move || ImageStore::open(&data).unwrap().import(&source, None))
+        })
+        .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for result in &results {
@@ -233,7 +319,14 @@ fn concurrent_imports_of_the_same_image_both_succeed_and_leave_one_copy() {
     assert_eq!(contents.blobs.len(), 4, "{contents:?}");
     assert_eq!(contents.layers.len(), 2, "{contents:?}");
     assert_eq!(contents.references.len(), 1);
-    assert!(contents.top_level.iter().all(|n| !n.starts_with('.')), "{contents:?}");
+    assert!(
+        contents.top_level.iter().all(|n| !n.starts_with('.')),
+        "{contents:?}"
+    );
     let store = ImageStore::open(data.path()).unwrap();
-    assert!(store.resolve("busybox").unwrap().layer_dirs()[1].join("bin/busybox").is_file());
+    assert!(
+        store.resolve("busybox").unwrap().layer_dirs()[1]
+            .join("bin/busybox")
+            .is_file()
+    );
 }

@@ -22,7 +22,9 @@ pub fn have_tools(tools: &[&str]) -> bool {
             .output()
             .is_ok_and(|o| o.status.success());
         if !found {
-            eprintln!("SKIPPED: `{tool}` is not installed (apt-get install {tool}); CI installs it");
+            eprintln!(
+                "SKIPPED: `{tool}` is not installed (apt-get install {tool}); CI installs it"
+            );
             return false;
         }
     }
@@ -31,7 +33,9 @@ pub fn have_tools(tools: &[&str]) -> bool {
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         output.status.success(),
         "{command:?} failed: {}\n{}",
@@ -43,7 +47,10 @@ pub fn run(command: &mut Command) -> String {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The busybox OCI layout made by scripts/build-busybox-image.sh, built once per machine
@@ -52,7 +59,9 @@ pub fn busybox_layout() -> PathBuf {
     static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
     LAYOUT
         .get_or_init(|| {
-            let out = std::env::temp_dir().join("berth-test-images").join("busybox");
+            let out = std::env::temp_dir()
+                .join("berth-test-images")
+                .join("busybox");
             run(Command::new(repo_root().join("scripts/build-busybox-image.sh")).arg(&out));
             out
         })
@@ -83,7 +92,9 @@ pub fn umoci_image(layout: &Path, tag: &str, layers: &[PathBuf]) {
     }
     run(Command::new("umoci").args(["new", "--image", &image]));
     for layer in layers {
-        run(Command::new("umoci").args(["raw", "add-layer", "--image", &image]).arg(layer));
+        run(Command::new("umoci")
+            .args(["raw", "add-layer", "--image", &image])
+            .arg(layer));
     }
     run(Command::new("umoci").args([
         "config",
@@ -101,7 +112,13 @@ pub fn umoci_image(layout: &Path, tag: &str, layers: &[PathBuf]) {
 /// A layer tar of the directory `rootfs`, made with GNU tar as image builders do.
 pub fn gnu_tar_layer(rootfs: &Path, out: &Path) {
     run(Command::new("tar")
-        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "--format=pax", "-C"])
+        .args([
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--format=pax",
+            "-C",
+        ])
         .arg(rootfs)
         .arg("-cf")
         .arg(out)
@@ -147,7 +164,10 @@ impl RawTar {
     }
 
     pub fn file(&mut self, name: &str, data: &[u8]) -> &mut RawTar {
-        self.push(Self::header(name, tar::EntryType::Regular, data.len() as u64, 0o644), data)
+        self.push(
+            Self::header(name, tar::EntryType::Regular, data.len() as u64, 0o644),
+            data,
+        )
     }
 
     pub fn symlink(&mut self, name: &str, target: &str) -> &mut RawTar {
@@ -174,7 +194,9 @@ impl RawTar {
 /// Names (without leading dots) under a directory.
 pub fn names(dir: &Path) -> BTreeSet<String> {
     match fs::read_dir(dir) {
-        Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => BTreeSet::new(),
     }
 }
@@ -193,7 +215,12 @@ pub fn store_contents(data_dir: &Path) -> StoreContents {
     let references = match fs::read(images.join("index.json")) {
         Ok(bytes) => {
             let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            value["references"].as_object().unwrap().keys().cloned().collect()
+            value["references"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
         }
         Err(_) => BTreeSet::new(),
     };
@@ -209,12 +236,30 @@ pub fn store_contents(data_dir: &Path) -> StoreContents {
 /// temporary files).
 pub fn assert_store_empty(data_dir: &Path) {
     let contents = store_contents(data_dir);
-    assert!(contents.blobs.is_empty(), "blobs left behind: {:?}", contents.blobs);
-    assert!(contents.layers.is_empty(), "layers left behind: {:?}", contents.layers);
-    assert!(contents.references.is_empty(), "references left behind: {:?}", contents.references);
-    let allowed: BTreeSet<String> =
-        ["blobs", "layers", "lock", "index.json"].iter().map(|s| s.to_string()).collect();
-    assert!(contents.top_level.is_subset(&allowed), "unexpected files: {:?}", contents.top_level);
+    assert!(
+        contents.blobs.is_empty(),
+        "blobs left behind: {:?}",
+        contents.blobs
+    );
+    assert!(
+        contents.layers.is_empty(),
+        "layers left behind: {:?}",
+        contents.layers
+    );
+    assert!(
+        contents.references.is_empty(),
+        "references left behind: {:?}",
+        contents.references
+    );
+    let allowed: BTreeSet<String> = ["blobs", "layers", "lock", "index.json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert!(
+        contents.top_level.is_subset(&allowed),
+        "unexpected files: {:?}",
+        contents.top_level
+    );
 }
 
 /// An overlay mount of `lower` (top first) at `<dir>/merged`, unmounted on drop.
@@ -266,17 +311,25 @@ pub fn rewrite_blob(
     edit(&mut value);
     let bytes = serde_json::to_vec(&value).unwrap();
     let new = sha256_of(&bytes).to_string();
-    fs::write(layout.join("blobs/sha256").join(new.strip_prefix("sha256:").unwrap()), &bytes)
-        .unwrap();
+    fs::write(
+        layout
+            .join("blobs/sha256")
+            .join(new.strip_prefix("sha256:").unwrap()),
+        &bytes,
+    )
+    .unwrap();
     (new, bytes.len() as u64)
 }
 
 /// Stores raw bytes as a blob of an OCI layout; returns the digest.
 pub fn put_blob(layout: &Path, bytes: &[u8]) -> String {
     let digest = sha256_of(bytes).to_string();
-    let mut file =
-        fs::File::create(layout.join("blobs/sha256").join(digest.strip_prefix("sha256:").unwrap()))
-            .unwrap();
+    let mut file = fs::File::create(
+        layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
     file.write_all(bytes).unwrap();
     digest
 }
@@ -320,7 +373,12 @@ pub fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     // SAFETY: both strings are NUL-terminated and outlive the call; `buf` is writable for
     // the length passed.
     let n = unsafe {
-        libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     if n < 0 {
         return None;
