@@ -8,7 +8,11 @@
 //! shards that changed since the last version, so an update costs in proportion to what
 //! changed, not to the cluster's size.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Hash tables keyed by trusted data (object and record names), with a fast hasher.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -26,6 +30,8 @@ pub const SCHEMA_VERSION: &str = "1.1.0";
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Source {
     Static,
+    /// `<ns>.svc.<zone>` exists while the namespace holds a Service or a Pod.
+    Namespace(String),
     Service(ObjectKey),
     Pod(ObjectKey),
 }
@@ -58,7 +64,8 @@ pub(crate) struct Builder {
     svc_apex: Name,
     pod_apex: Name,
     services: HashMap<ObjectKey, Service>,
-    services_by_namespace: HashMap<String, BTreeSet<String>>,
+    /// namespace -> "key\0value" -> names of the Services whose selector has that pair.
+    services_by_selector: HashMap<String, HashMap<String, BTreeSet<String>>>,
     pods: HashMap<ObjectKey, Pod>,
     /// namespace -> "key\0value" -> pod names.
     pods_by_label: HashMap<String, HashMap<String, HashSet<String>>>,
@@ -68,6 +75,8 @@ pub(crate) struct Builder {
     holders: HashSet<Name>,
     descendants: HashMap<Name, u32>,
     dirty: HashSet<Name>,
+    /// Services plus Pods per namespace.
+    namespace_members: HashMap<String, usize>,
     shards: Vec<Arc<Shard>>,
     serial: u32,
 }
@@ -102,15 +111,16 @@ impl Builder {
             hasher,
             svc_apex,
             pod_apex,
-            services: HashMap::new(),
-            services_by_namespace: HashMap::new(),
-            pods: HashMap::new(),
-            pods_by_label: HashMap::new(),
-            contributions: HashMap::new(),
-            by_name: HashMap::new(),
-            holders: HashSet::new(),
-            descendants: HashMap::new(),
-            dirty: HashSet::new(),
+            services: HashMap::default(),
+            services_by_selector: HashMap::default(),
+            pods: HashMap::default(),
+            pods_by_label: HashMap::default(),
+            contributions: HashMap::default(),
+            by_name: HashMap::default(),
+            holders: HashSet::default(),
+            descendants: HashMap::default(),
+            dirty: HashSet::default(),
+            namespace_members: HashMap::default(),
             serial: 0,
         };
         let statics = builder.static_contribution();
@@ -142,11 +152,11 @@ impl Builder {
     /// Replaces all inputs with `snapshot`, touching only what differs.
     pub(crate) fn replace(&mut self, snapshot: Snapshot) -> UpdateStats {
         let mut changes = Vec::new();
-        let mut new_services: HashMap<ObjectKey, Service> = HashMap::new();
+        let mut new_services: HashMap<ObjectKey, Service> = HashMap::default();
         for service in snapshot.services {
             new_services.insert(service.key.clone(), service);
         }
-        let mut new_pods: HashMap<ObjectKey, Pod> = HashMap::new();
+        let mut new_pods: HashMap<ObjectKey, Pod> = HashMap::default();
         for pod in snapshot.pods {
             new_pods.insert(pod.key.clone(), pod);
         }
@@ -177,6 +187,7 @@ impl Builder {
     pub(crate) fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> UpdateStats {
         let mut affected: BTreeSet<ObjectKey> = BTreeSet::new();
         let mut pods_changed: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut namespaces: BTreeSet<String> = BTreeSet::new();
         for change in changes {
             match change {
                 Change::UpsertService(service) => {
@@ -184,21 +195,18 @@ impl Builder {
                     if self.services.get(&key) == Some(&service) {
                         continue;
                     }
-                    self.services_by_namespace
-                        .entry(key.namespace.clone())
-                        .or_default()
-                        .insert(key.name.clone());
+                    match self.services.remove(&key) {
+                        Some(old) => self.unindex_selector(&old),
+                        None => self.count_member(&key.namespace, true, &mut namespaces),
+                    }
+                    self.index_selector(&service);
                     self.services.insert(key.clone(), service);
                     affected.insert(key);
                 }
                 Change::DeleteService(key) => {
-                    if self.services.remove(&key).is_some() {
-                        if let Some(names) = self.services_by_namespace.get_mut(&key.namespace) {
-                            names.remove(&key.name);
-                            if names.is_empty() {
-                                self.services_by_namespace.remove(&key.namespace);
-                            }
-                        }
+                    if let Some(old) = self.services.remove(&key) {
+                        self.unindex_selector(&old);
+                        self.count_member(&key.namespace, false, &mut namespaces);
                         affected.insert(key);
                     }
                 }
@@ -208,8 +216,9 @@ impl Builder {
                         continue;
                     }
                     let old = self.pods.remove(&key);
-                    if let Some(old) = &old {
-                        self.unindex_labels(old);
+                    match &old {
+                        Some(old) => self.unindex_labels(old),
+                        None => self.count_member(&key.namespace, true, &mut namespaces),
                     }
                     self.index_labels(&pod);
                     self.affected_services(old.as_ref(), Some(&pod), &mut affected);
@@ -219,6 +228,7 @@ impl Builder {
                 Change::DeletePod(key) => {
                     if let Some(old) = self.pods.remove(&key) {
                         self.unindex_labels(&old);
+                        self.count_member(&key.namespace, false, &mut namespaces);
                         self.affected_services(Some(&old), None, &mut affected);
                         pods_changed.insert(key);
                     }
@@ -240,11 +250,41 @@ impl Builder {
             };
             self.set_contribution(Source::Pod(key), contribution);
         }
+        for namespace in namespaces {
+            let mut contribution = Contribution::new();
+            if self.namespace_members.contains_key(&namespace) {
+                if let Ok(name) = self.namespace_name(&namespace) {
+                    add(&mut contribution, name, Piece::Exists);
+                }
+            }
+            self.set_contribution(Source::Namespace(namespace), contribution);
+        }
         let names_changed = self.flush();
         UpdateStats {
             names_changed,
             services_recomputed,
             serial: self.serial,
+        }
+    }
+
+    /// Counts a Service or Pod joining (or leaving) a namespace; notes the namespace when
+    /// it starts or stops existing.
+    fn count_member(&mut self, namespace: &str, joins: bool, changed: &mut BTreeSet<String>) {
+        let count = self
+            .namespace_members
+            .entry(namespace.to_string())
+            .or_default();
+        if joins {
+            *count += 1;
+            if *count == 1 {
+                changed.insert(namespace.to_string());
+            }
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.namespace_members.remove(namespace);
+                changed.insert(namespace.to_string());
+            }
         }
     }
 
@@ -257,17 +297,63 @@ impl Builder {
         let Some(namespace) = old.or(new).map(|pod| &pod.key.namespace) else {
             return;
         };
-        let Some(names) = self.services_by_namespace.get(namespace) else {
+        let Some(by_selector) = self.services_by_selector.get(namespace) else {
             return;
         };
-        for name in names {
-            let key = ObjectKey::new(namespace.clone(), name.clone());
-            if let Some(service) = self.services.get(&key) {
-                let selected =
-                    |pod: Option<&Pod>| pod.is_some_and(|p| endpoints::selects(service, p));
-                if selected(old) || selected(new) {
-                    into.insert(key);
+        // A Service selecting the Pod has every selector pair among the Pod's labels, so
+        // looking up the Pod's own label pairs finds every candidate.
+        for pod in [old, new].into_iter().flatten() {
+            for (key, value) in &pod.labels {
+                let Some(names) = by_selector.get(&label_key(key, value)) else {
+                    continue;
+                };
+                for name in names {
+                    let service_key = ObjectKey::new(namespace.clone(), name.clone());
+                    if into.contains(&service_key) {
+                        continue;
+                    }
+                    if let Some(service) = self.services.get(&service_key) {
+                        if endpoints::selects(service, pod) {
+                            into.insert(service_key);
+                        }
+                    }
                 }
+            }
+        }
+    }
+
+    fn index_selector(&mut self, service: &Service) {
+        let Some(selector) = &service.selector else {
+            return;
+        };
+        let by_selector = self
+            .services_by_selector
+            .entry(service.key.namespace.clone())
+            .or_default();
+        for (key, value) in selector {
+            by_selector
+                .entry(label_key(key, value))
+                .or_default()
+                .insert(service.key.name.clone());
+        }
+    }
+
+    fn unindex_selector(&mut self, service: &Service) {
+        let Some(selector) = &service.selector else {
+            return;
+        };
+        if let Some(by_selector) = self.services_by_selector.get_mut(&service.key.namespace) {
+            for (key, value) in selector {
+                let pair = label_key(key, value);
+                if let Some(names) = by_selector.get_mut(&pair) {
+                    names.remove(&service.key.name);
+                    if names.is_empty() {
+                        by_selector.remove(&pair);
+                    }
+                }
+            }
+            if by_selector.is_empty() {
+                self.services_by_selector.remove(&service.key.namespace);
             }
         }
     }
@@ -334,10 +420,10 @@ impl Builder {
     fn service_contribution(&self, service: &Service) -> Contribution {
         let mut c = Contribution::new();
         let key = &service.key;
-        let service_name = match self.namespace_name(&key.namespace).and_then(|ns| {
-            add(&mut c, ns.clone(), Piece::Exists);
-            ns.child(&key.name)
-        }) {
+        let service_name = match self
+            .namespace_name(&key.namespace)
+            .and_then(|ns| ns.child(&key.name))
+        {
             Ok(name) => name,
             Err(error) => {
                 tracing::warn!(service = %key, %error, "service name is not a valid DNS name: no records");
@@ -404,9 +490,6 @@ impl Builder {
 
     fn pod_contribution(&self, pod: &Pod) -> Contribution {
         let mut c = Contribution::new();
-        if let Ok(ns) = self.namespace_name(&pod.key.namespace) {
-            add(&mut c, ns, Piece::Exists);
-        }
         if pod.phase.is_terminal() {
             return c;
         }
@@ -472,19 +555,21 @@ impl Builder {
                 let Some(parent) = name::parent(current) else {
                     break;
                 };
-                let parent_name = Name::from_wire_unchecked(parent);
-                let count = self.descendants.entry(parent_name.clone()).or_default();
-                if now {
-                    *count += 1;
-                    if *count == 1 {
+                match self.descendants.get_mut(parent) {
+                    Some(count) if now => *count += 1,
+                    Some(count) => {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.descendants.remove(parent);
+                            rebuild.insert(Name::from_wire_unchecked(parent));
+                        }
+                    }
+                    None if now => {
+                        let parent_name = Name::from_wire_unchecked(parent);
+                        self.descendants.insert(parent_name.clone(), 1);
                         rebuild.insert(parent_name);
                     }
-                } else {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.descendants.remove(&parent_name);
-                        rebuild.insert(parent_name);
-                    }
+                    None => {}
                 }
                 current = parent;
             }
@@ -590,7 +675,7 @@ impl Builder {
                 additional.push((*target, rdata_at + 6, *ips));
             }
             // Each target's addresses once, even when it serves several ports.
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::default();
             for (target, at, ips) in additional {
                 if seen.insert(target) {
                     for ip in ips {
