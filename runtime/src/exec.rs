@@ -100,13 +100,23 @@ impl ExecProcess {
 
     /// Waits for the process to end.
     pub async fn wait(mut self) -> Result<ExecExit, ExecError> {
-        let io_err = |source| ExecError::Io {
+        self.child.wait().await.map_err(|source| ExecError::Io {
             id: self.id.clone(),
             source,
-        };
-        self.child.wait().await.map_err(io_err)?;
+        })?;
+        self.read_status().await
+    }
+
+    /// Reads the shim's status lines once it has exited.
+    async fn read_status(&mut self) -> Result<ExecExit, ExecError> {
         let mut text = String::new();
-        self.status.read_to_string(&mut text).await.map_err(io_err)?;
+        self.status
+            .read_to_string(&mut text)
+            .await
+            .map_err(|source| ExecError::Io {
+                id: self.id.clone(),
+                source,
+            })?;
         let mut exit = None;
         for line in text.lines() {
             match serde_json::from_str::<ExecStatus>(line) {
@@ -122,9 +132,15 @@ impl ExecProcess {
                 _ => {}
             }
         }
-        exit.ok_or(ExecError::NoStatus { id: self.id })
+        exit.ok_or_else(|| ExecError::NoStatus {
+            id: self.id.clone(),
+        })
     }
 }
+
+/// After the exec'd process has ended, output still in flight is read for this long; a
+/// background child holding the pipes open does not keep the exec from finishing.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 impl Runtime {
     /// Starts `request` in running container `id`. Stdout and stderr are piped; stdin too when
@@ -200,24 +216,47 @@ impl Runtime {
         let mut process = self.exec(id, request)?;
         let mut stdout = process.child.stdout.take().expect("stdout is piped");
         let mut stderr = process.child.stderr.take().expect("stderr is piped");
+        let io_err = |source| ExecError::Io {
+            id: id.clone(),
+            source,
+        };
         let collect = async {
             let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            a.and(b).map(|_| (out, err))
+            let (mut out_open, mut err_open) = (true, true);
+            let mut drain_until: Option<tokio::time::Instant> = None;
+            loop {
+                let drain = async {
+                    match drain_until {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    n = stdout.read_buf(&mut out), if out_open => {
+                        out_open = n.map_err(io_err)? > 0;
+                    }
+                    n = stderr.read_buf(&mut err), if err_open => {
+                        err_open = n.map_err(io_err)? > 0;
+                    }
+                    status = process.child.wait(), if drain_until.is_none() => {
+                        status.map_err(io_err)?;
+                        drain_until = Some(tokio::time::Instant::now() + OUTPUT_DRAIN);
+                    }
+                    _ = drain => break,
+                }
+                if !out_open && !err_open && drain_until.is_some() {
+                    break;
+                }
+            }
+            let exit = process.read_status().await?;
+            Ok::<_, ExecError>(ExecOutput {
+                exit,
+                stdout: out,
+                stderr: err,
+            })
         };
         match tokio::time::timeout(timeout, collect).await {
-            Ok(Ok((out, err))) => {
-                let exit = process.wait().await?;
-                Ok(ExecOutput {
-                    exit,
-                    stdout: out,
-                    stderr: err,
-                })
-            }
-            Ok(Err(source)) => Err(ExecError::Io {
-                id: id.clone(),
-                source,
-            }),
+            Ok(result) => result,
             Err(_) => {
                 process.kill();
                 let _ = tokio::time::timeout(Duration::from_secs(5), process.child.wait()).await;

@@ -67,18 +67,42 @@ pub fn detach() -> io::Result<()> {
     }
 }
 
+/// The kernel's `struct sigaction` for `rt_sigaction(2)` (x86_64, aarch64, riscv64, s390x
+/// layout: handler, flags, restorer, mask).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
 /// Resets every signal disposition to its default and empties the signal mask, so that
 /// nothing the agent (or Rust's runtime, which ignores SIGPIPE) set leaks into containers.
+/// The raw system call is used because glibc refuses to touch signals 32 and 33, which a
+/// parent may have left ignored.
 pub fn reset_signals() -> io::Result<()> {
-    let max = libc::SIGRTMAX();
-    for sig in 1..=max {
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL is always sound; invalid numbers (reserved by libc for
-        // its threads) only make signal() fail, which is ignored.
+        // SAFETY: `default` is a valid kernel sigaction installing SIG_DFL (no handler runs,
+        // so no restorer is needed); the old action is not requested; the size is the
+        // kernel's sigset size.
         unsafe {
-            libc::signal(sig, libc::SIG_DFL);
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
         }
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)

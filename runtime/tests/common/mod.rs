@@ -246,3 +246,76 @@ pub fn log_text(path: &Path) -> Vec<String> {
         .map(|lines| lines.iter().map(|l| l.text()).collect())
         .unwrap_or_default()
 }
+
+/// Asserts that container `id` left nothing on the host: no shim dir, no libcontainer state,
+/// no overlay dirs or mounts, no cgroup in any hierarchy.
+pub fn assert_nothing_left(t: &TestRuntime, id: &str) {
+    let dirs = t.dirs();
+    let shim_dir = dirs.shims_dir().join(id);
+    assert!(!shim_dir.exists(), "shim dir {} left behind", shim_dir.display());
+    let state = dirs.libcontainer_root().join(id);
+    assert!(!state.exists(), "libcontainer state {} left behind", state.display());
+    let data = dirs.data_dir.join("containers").join(id);
+    assert!(!data.exists(), "container data {} left behind", data.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&data.display().to_string()),
+        "a mount of {} is left",
+        data.display()
+    );
+    for parent in t.cgroup_parent_dirs() {
+        if let Ok(pods) = std::fs::read_dir(&parent) {
+            for pod in pods.flatten() {
+                let c = pod.path().join(id);
+                assert!(!c.exists(), "cgroup {} left behind", c.display());
+            }
+        }
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            !matches!(state, Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Runs `cmd` in container `id` and returns (exit code, stdout, stderr).
+pub async fn exec(t: &TestRuntime, id: &str, cmd: &[&str]) -> (i32, String, String) {
+    let out = t
+        .runtime
+        .exec_output(
+            &berth_runtime::ContainerId::new(id).unwrap(),
+            &berth_runtime::ExecRequest::new(cmd.iter().copied()),
+            Duration::from_secs(20),
+        )
+        .await
+        .map_err(|e| berth_runtime::shim::error_chain(&e))
+        .expect("exec runs");
+    (
+        out.exit.exit_code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until the container's log has a line equal to `line`.
+pub async fn wait_for_log_line(t: &TestRuntime, id: &str, line: &str) {
+    let path = t.log_path(id);
+    eventually(&format!("log line {line:?} of {id}"), Duration::from_secs(20), || {
+        log_text(&path).iter().any(|l| l == line).then_some(())
+    })
+    .await
+}
+
+/// The container's cgroup directory in the hierarchy mounted at `mount`.
+pub fn container_cgroup(t: &TestRuntime, mount: &str, pod: &PodUid, id: &str) -> PathBuf {
+    Path::new(mount)
+        .join(t.runtime.cgroup_parent())
+        .join(format!("pod{pod}"))
+        .join(id)
+}
