@@ -1,0 +1,656 @@
+//! Opening the database and the blocking reads and writes the raft stores need.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{LogId, StoredMembership, Vote};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::state::key::ObjectKey;
+use crate::state::raft::{Member, NodeId, TypeConfig};
+
+type Entry = openraft::Entry<TypeConfig>;
+
+/// Raft log entries by index, each the JSON of an openraft `Entry`.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Raft metadata: `vote`, `committed`, `last_purged` (JSON).
+const RAFT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// The state machine's objects by (kind, namespace, name), each the object's JSON.
+const OBJECTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("objects");
+/// The state machine's `last_applied` log id and `membership` (JSON).
+const MACHINE: TableDefinition<&str, &[u8]> = TableDefinition::new("machine_meta");
+/// The current snapshot: `meta` (JSON) and `data` (the blob).
+const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+/// This host: `node_id`, `format`.
+const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
+
+/// The on-disk format this code writes; a database with a newer one is refused.
+const FORMAT: u64 = 1;
+
+/// Failures of the state database and its directory. Each names the file.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)]
+pub enum StoreError {
+    #[error("cannot create state directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open lock file {path}")]
+    LockFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state directory {dir} is in use by another berth process{holder}")]
+    InUse { dir: PathBuf, holder: String },
+    #[error("cannot open state database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error(
+        "state database {path} failed its integrity check and redb rolled it back to its last intact commit, which may lack recently acknowledged changes; inspect it (a backup may be needed), then delete {marker} to accept the repaired database"
+    )]
+    Repaired { path: PathBuf, marker: PathBuf },
+    #[error("state database {path} has format {found}, this berth understands up to {FORMAT}")]
+    Format { path: PathBuf, found: u64 },
+    #[error("state database {path}: cannot {operation}")]
+    Database {
+        path: PathBuf,
+        operation: &'static str,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("state database {path}: stored {what} is unreadable")]
+    Decode {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state database {path}: cannot encode {what}")]
+    Encode {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state database {path}: stored {what} is inconsistent: {message}")]
+    Inconsistent {
+        path: PathBuf,
+        what: String,
+        message: String,
+    },
+    #[error("state database {path}: a storage task did not finish")]
+    Interrupted {
+        path: PathBuf,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// What the state machine recovers from disk.
+pub(crate) struct MachineRecord {
+    pub objects: Vec<Arc<Value>>,
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, Member>,
+}
+
+/// A stored snapshot.
+pub(crate) struct SnapshotRecord {
+    pub meta: openraft::SnapshotMeta<NodeId, Member>,
+    pub data: Vec<u8>,
+}
+
+/// The open database, plus the lock that keeps other processes out of the directory.
+pub(crate) struct Store {
+    db: Database,
+    path: PathBuf,
+    _lock: File,
+    /// Dropped last (fields drop in order): its receiver learns the file is closed and the
+    /// lock released.
+    on_close: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating when absent) `<dir>/state.redb`, after taking `<dir>/lock`.
+    ///
+    /// redb recovers from an unclean shutdown while opening (rolling back a commit that was
+    /// not completely written). Then the whole file's checksums are verified: damage that redb
+    /// had to repair is reported as [`StoreError::Repaired`] rather than served.
+    pub(crate) fn open(dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let lock = lock_directory(dir)?;
+        let path = dir.join("state.redb");
+        let marker = dir.join("state.redb.repaired");
+        if marker.exists() {
+            return Err(StoreError::Repaired { path, marker });
+        }
+        let open_error = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(open_error)?;
+        let clean = db.check_integrity().map_err(open_error)?;
+        if !clean {
+            let note = format!(
+                "berth: {} failed its integrity check at {} and was repaired by redb.\n\
+                 Delete this file to accept the repaired database.\n",
+                path.display(),
+                crate::state::time::Timestamp::now()
+            );
+            // Best effort: the error below is the primary report.
+            let _ = fs::write(&marker, note);
+            return Err(StoreError::Repaired { path, marker });
+        }
+        let store = Store {
+            db,
+            path,
+            _lock: lock,
+            on_close: None,
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    /// A receiver that completes (with an error: the sender is dropped) once this store is
+    /// dropped, its database closed and its directory lock released.
+    pub(crate) fn close_signal(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.on_close = Some(sender);
+        receiver
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on the blocking thread pool.
+    pub(crate) async fn blocking<T, F>(self: &Arc<Self>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|source| StoreError::Interrupted {
+                path: self.path.clone(),
+                source,
+            })?
+    }
+
+    fn failed(&self, operation: &'static str) -> impl Fn(redb::Error) -> StoreError + '_ {
+        move |source| StoreError::Database {
+            path: self.path.clone(),
+            operation,
+            source,
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        what: impl Fn() -> String,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+            path: self.path.clone(),
+            what: what(),
+            source,
+        })
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+            path: self.path.clone(),
+            what: what.to_string(),
+            source,
+        })
+    }
+
+    fn write(
+        &self,
+        operation: &'static str,
+        durability: Durability,
+        work: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let failed = self.failed(operation);
+        let mut txn = self.db.begin_write().map_err(|e| failed(e.into()))?;
+        txn.set_durability(durability)
+            .map_err(|e| failed(e.into()))?;
+        work(&txn)?;
+        txn.commit().map_err(|e| failed(e.into()))
+    }
+
+    fn check_format(&self) -> Result<(), StoreError> {
+        let failed = self.failed("read the format");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let found = match txn.open_table(NODE) {
+            Ok(table) => table
+                .get("format")
+                .map_err(|e| failed(e.into()))?
+                .map(|value| value.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(failed(e.into())),
+        };
+        match found {
+            Some(found) if found > FORMAT => Err(StoreError::Format {
+                path: self.path.clone(),
+                found,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// This host's node id, generated and stored on first use (with the format version and
+    /// empty tables, so later reads never meet a missing table).
+    pub(crate) fn node_id(&self) -> Result<NodeId, StoreError> {
+        let failed = self.failed("read the node id");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        if let Ok(table) = txn.open_table(NODE)
+            && let Some(id) = table.get("node_id").map_err(|e| failed(e.into()))?
+        {
+            return Ok(id.value());
+        }
+        drop(txn);
+        // Never 0: some tools treat 0 as "no node".
+        let id = loop {
+            let candidate: u64 = rand::random();
+            if candidate != 0 {
+                break candidate;
+            }
+        };
+        self.write("initialise the database", Durability::Immediate, |txn| {
+            let failed = self.failed("initialise the database");
+            let mut node = txn.open_table(NODE).map_err(|e| failed(e.into()))?;
+            node.insert("node_id", id).map_err(|e| failed(e.into()))?;
+            node.insert("format", FORMAT)
+                .map_err(|e| failed(e.into()))?;
+            txn.open_table(LOG).map_err(|e| failed(e.into()))?;
+            txn.open_table(RAFT).map_err(|e| failed(e.into()))?;
+            txn.open_table(OBJECTS).map_err(|e| failed(e.into()))?;
+            txn.open_table(MACHINE).map_err(|e| failed(e.into()))?;
+            txn.open_table(SNAPSHOT).map_err(|e| failed(e.into()))?;
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    // ----- raft metadata -----
+
+    fn read_meta<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let failed = self.failed("read raft metadata");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let table = txn.open_table(table).map_err(|e| failed(e.into()))?;
+        let Some(bytes) = table.get(key).map_err(|e| failed(e.into()))? else {
+            return Ok(None);
+        };
+        let name = table.name().to_string();
+        self.decode(|| format!("{name}/{key}"), bytes.value())
+            .map(Some)
+    }
+
+    fn write_meta<T: Serialize>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        let bytes = self.encode(key, value)?;
+        self.write(operation, durability, |txn| {
+            let failed = self.failed(operation);
+            let mut table = txn.open_table(RAFT).map_err(|e| failed(e.into()))?;
+            table
+                .insert(key, bytes.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn read_vote(&self) -> Result<Option<Vote<NodeId>>, StoreError> {
+        self.read_meta(RAFT, "vote")
+    }
+
+    /// Stores the vote durably (fsync before returning).
+    pub(crate) fn save_vote(&self, vote: &Vote<NodeId>) -> Result<(), StoreError> {
+        self.write_meta("save the vote", "vote", vote, Durability::Immediate)
+    }
+
+    pub(crate) fn read_committed(&self) -> Result<Option<LogId<NodeId>>, StoreError> {
+        Ok(self
+            .read_meta::<Option<LogId<NodeId>>>(RAFT, "committed")?
+            .flatten())
+    }
+
+    /// Stores the committed log id; durable with the next Immediate commit (see module docs).
+    pub(crate) fn save_committed(
+        &self,
+        committed: &Option<LogId<NodeId>>,
+    ) -> Result<(), StoreError> {
+        self.write_meta(
+            "save the committed log id",
+            "committed",
+            committed,
+            Durability::None,
+        )
+    }
+
+    // ----- raft log -----
+
+    /// The last purged log id and the id of the last entry present.
+    pub(crate) fn log_state(
+        &self,
+    ) -> Result<(Option<LogId<NodeId>>, Option<LogId<NodeId>>), StoreError> {
+        let last_purged: Option<LogId<NodeId>> = self.read_meta(RAFT, "last_purged")?;
+        let failed = self.failed("read the raft log");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
+        let last = match table.last().map_err(|e| failed(e.into()))? {
+            Some((index, bytes)) => {
+                let index = index.value();
+                let entry: Entry =
+                    self.decode(|| format!("raft log entry {index}"), bytes.value())?;
+                Some(entry.log_id)
+            }
+            None => None,
+        };
+        Ok((last_purged, last.or(last_purged)))
+    }
+
+    /// The entries with index in `[start, end)`, in order.
+    pub(crate) fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Entry>, StoreError> {
+        let failed = self.failed("read the raft log");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
+        let mut entries = Vec::new();
+        if start >= end {
+            return Ok(entries);
+        }
+        for item in table.range(start..end).map_err(|e| failed(e.into()))? {
+            let (index, bytes) = item.map_err(|e| failed(e.into()))?;
+            let index = index.value();
+            let entry: Entry = self.decode(|| format!("raft log entry {index}"), bytes.value())?;
+            if entry.log_id.index != index {
+                return Err(StoreError::Inconsistent {
+                    path: self.path.clone(),
+                    what: format!("raft log entry {index}"),
+                    message: format!("it carries index {}", entry.log_id.index),
+                });
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Appends entries durably (fsync before returning).
+    pub(crate) fn append(&self, entries: &[Entry]) -> Result<(), StoreError> {
+        let encoded = entries
+            .iter()
+            .map(|entry| Ok((entry.log_id.index, self.encode("a raft log entry", entry)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.write("append to the raft log", Durability::Immediate, |txn| {
+            let failed = self.failed("append to the raft log");
+            let mut table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
+            for (index, bytes) in &encoded {
+                table
+                    .insert(index, bytes.as_slice())
+                    .map_err(|e| failed(e.into()))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes the entries from `index` on, durably.
+    pub(crate) fn truncate(&self, index: u64) -> Result<(), StoreError> {
+        self.write("truncate the raft log", Durability::Immediate, |txn| {
+            let failed = self.failed("truncate the raft log");
+            let mut table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
+            table
+                .retain_in(index.., |_, _| false)
+                .map_err(|e| failed(e.into()))?;
+            Ok(())
+        })
+    }
+
+    /// Deletes the entries up to and including `log_id` and records it as purged, durably.
+    pub(crate) fn purge(&self, log_id: &LogId<NodeId>) -> Result<(), StoreError> {
+        let bytes = self.encode("the last purged log id", log_id)?;
+        self.write("purge the raft log", Durability::Immediate, |txn| {
+            let failed = self.failed("purge the raft log");
+            let mut meta = txn.open_table(RAFT).map_err(|e| failed(e.into()))?;
+            meta.insert("last_purged", bytes.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            let mut table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
+            table
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(|e| failed(e.into()))?;
+            Ok(())
+        })
+    }
+
+    // ----- state machine -----
+
+    /// Loads the objects, last-applied id and membership.
+    pub(crate) fn load_machine(&self) -> Result<MachineRecord, StoreError> {
+        let failed = self.failed("read the state machine");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let table = txn.open_table(OBJECTS).map_err(|e| failed(e.into()))?;
+        let mut objects = Vec::with_capacity(table.len().map_err(|e| failed(e.into()))? as usize);
+        for item in table.iter().map_err(|e| failed(e.into()))? {
+            let (key, bytes) = item.map_err(|e| failed(e.into()))?;
+            let (kind, namespace, name) = key.value();
+            let describe = || format!("object {}", ObjectKey::new(kind, namespace, name));
+            let object: Value = self.decode(describe, bytes.value())?;
+            let found = ObjectKey::of(&object).ok();
+            if found.as_ref() != Some(&ObjectKey::new(kind, namespace, name)) {
+                return Err(StoreError::Inconsistent {
+                    path: self.path.clone(),
+                    what: describe(),
+                    message: format!("its content has key {found:?}"),
+                });
+            }
+            objects.push(Arc::new(object));
+        }
+        drop(table);
+        drop(txn);
+        let last_applied: Option<LogId<NodeId>> = self.read_meta(MACHINE, "last_applied")?;
+        let membership: StoredMembership<NodeId, Member> =
+            self.read_meta(MACHINE, "membership")?.unwrap_or_default();
+        Ok(MachineRecord {
+            objects,
+            last_applied,
+            membership,
+        })
+    }
+
+    /// Writes the objects changed by applied entries (`None` removes) with the new
+    /// last-applied id and membership, in one transaction. Durable with the next Immediate
+    /// commit (see module docs).
+    pub(crate) fn save_applied(
+        &self,
+        changes: &[(ObjectKey, Option<Arc<Value>>)],
+        last_applied: &Option<LogId<NodeId>>,
+        membership: &StoredMembership<NodeId, Member>,
+    ) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(changes.len());
+        for (key, object) in changes {
+            let bytes = match object {
+                Some(object) => Some(self.encode("an object", object.as_ref())?),
+                None => None,
+            };
+            encoded.push((key, bytes));
+        }
+        let last_applied = self.encode("the last applied log id", last_applied)?;
+        let membership = self.encode("the membership", membership)?;
+        self.write("save applied changes", Durability::None, |txn| {
+            let failed = self.failed("save applied changes");
+            let mut objects = txn.open_table(OBJECTS).map_err(|e| failed(e.into()))?;
+            for (key, bytes) in &encoded {
+                let key = (key.kind.as_str(), key.namespace.as_str(), key.name.as_str());
+                match bytes {
+                    Some(bytes) => objects.insert(key, bytes.as_slice()).map(drop),
+                    None => objects.remove(key).map(drop),
+                }
+                .map_err(|e| failed(e.into()))?;
+            }
+            let mut meta = txn.open_table(MACHINE).map_err(|e| failed(e.into()))?;
+            meta.insert("last_applied", last_applied.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            meta.insert("membership", membership.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            Ok(())
+        })
+    }
+
+    /// Stores a snapshot durably, replacing the previous one.
+    pub(crate) fn save_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
+        let meta = self.encode("snapshot metadata", &snapshot.meta)?;
+        self.write("save a snapshot", Durability::Immediate, |txn| {
+            let failed = self.failed("save a snapshot");
+            let mut table = txn.open_table(SNAPSHOT).map_err(|e| failed(e.into()))?;
+            table
+                .insert("meta", meta.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            table
+                .insert("data", snapshot.data.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            Ok(())
+        })
+    }
+
+    /// The stored snapshot, if any.
+    pub(crate) fn load_snapshot(&self) -> Result<Option<SnapshotRecord>, StoreError> {
+        let failed = self.failed("read the snapshot");
+        let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
+        let table = txn.open_table(SNAPSHOT).map_err(|e| failed(e.into()))?;
+        let (Some(meta), Some(data)) = (
+            table.get("meta").map_err(|e| failed(e.into()))?,
+            table.get("data").map_err(|e| failed(e.into()))?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(SnapshotRecord {
+            meta: self.decode(|| "snapshot metadata".to_string(), meta.value())?,
+            data: data.value().to_vec(),
+        }))
+    }
+
+    /// Replaces the whole state machine with a snapshot's content and stores the snapshot, in
+    /// one durable transaction.
+    pub(crate) fn install_snapshot(
+        &self,
+        objects: &[Arc<Value>],
+        snapshot: &SnapshotRecord,
+    ) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(objects.len());
+        for object in objects {
+            let key = ObjectKey::of(object).map_err(|rejection| StoreError::Inconsistent {
+                path: self.path.clone(),
+                what: "snapshot".to_string(),
+                message: rejection.to_string(),
+            })?;
+            encoded.push((key, self.encode("an object", object.as_ref())?));
+        }
+        let last_applied = self.encode("the last applied log id", &snapshot.meta.last_log_id)?;
+        let membership = self.encode("the membership", &snapshot.meta.last_membership)?;
+        let meta = self.encode("snapshot metadata", &snapshot.meta)?;
+        self.write("install a snapshot", Durability::Immediate, |txn| {
+            let failed = self.failed("install a snapshot");
+            let mut table = txn.open_table(OBJECTS).map_err(|e| failed(e.into()))?;
+            table.retain(|_, _| false).map_err(|e| failed(e.into()))?;
+            for (key, bytes) in &encoded {
+                let key = (key.kind.as_str(), key.namespace.as_str(), key.name.as_str());
+                table
+                    .insert(key, bytes.as_slice())
+                    .map_err(|e| failed(e.into()))?;
+            }
+            let mut machine = txn.open_table(MACHINE).map_err(|e| failed(e.into()))?;
+            machine
+                .insert("last_applied", last_applied.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            machine
+                .insert("membership", membership.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            let mut stored = txn.open_table(SNAPSHOT).map_err(|e| failed(e.into()))?;
+            stored
+                .insert("meta", meta.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            stored
+                .insert("data", snapshot.data.as_slice())
+                .map_err(|e| failed(e.into()))?;
+            Ok(())
+        })
+    }
+}
+
+/// Takes an exclusive `flock` on `<dir>/lock` and records this process's pid in it.
+fn lock_directory(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("lock");
+    let lock_error = |source| StoreError::LockFile {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(StoreError::InUse {
+                dir: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                },
+            });
+        }
+        Err(TryLockError::Error(source)) => return Err(lock_error(source)),
+    }
+    file.set_len(0).map_err(lock_error)?;
+    file.rewind().map_err(lock_error)?;
+    writeln!(file, "{}", std::process::id()).map_err(lock_error)?;
+    Ok(file)
+}
