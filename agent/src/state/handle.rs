@@ -196,7 +196,10 @@ impl State {
             Ok::<_, StoreError>((store, node_id, record))
         })
         .await
-        .expect("opening the state database panicked")?;
+        .map_err(|error| StoreError::Panicked {
+            path: dir.join("state.redb"),
+            message: panic_message(error),
+        })??;
         let closed = store.close_signal();
         let store = Arc::new(store);
         let revision = record.last_applied.map(|id| id.index).unwrap_or(0);
@@ -478,6 +481,17 @@ fn forward_leader(
             forward.leader_id.zip(forward.leader_node.clone())
         }
         openraft::error::CheckIsLeaderError::QuorumNotEnough(_) => None,
+    }
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string()),
+        Err(error) => error.to_string(),
     }
 }
 

@@ -93,6 +93,10 @@ pub enum StoreError {
         what: String,
         message: String,
     },
+    #[error(
+        "state database {path} could not be opened: redb panicked ({message}); the file is probably damaged"
+    )]
+    Panicked { path: PathBuf, message: String },
     #[error("state database {path}: a storage task did not finish")]
     Interrupted {
         path: PathBuf,
