@@ -596,3 +596,26 @@ fn a_blob_never_becomes_visible_unless_it_matches_its_digest() {
     std::io::Read::read_to_end(&mut store.open_blob(&digest).unwrap(), &mut stored).unwrap();
     assert_eq!(stored, content);
 }
+
+#[test]
+fn resolving_an_image_whose_layer_dir_is_gone_says_so() {
+    if !have_tools(&["umoci"]) {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(data.path()).unwrap();
+    store.import(busybox_layout(), None).unwrap();
+    let image = store.resolve("busybox").unwrap();
+    fs::remove_dir_all(&image.layer_dirs()[0]).unwrap();
+    let err = store.resolve("busybox").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "layer {} of image {} is not unpacked in the store; import the image again",
+            image.diff_ids[1], image.manifest_digest
+        )
+    );
+    // Importing again restores it.
+    store.import(busybox_layout(), None).unwrap();
+    assert_eq!(store.resolve("busybox").unwrap(), image);
+}

@@ -28,6 +28,11 @@
 //!
 //! The on-disk layout and the concurrency rules are described in [`store`]; the unpacking
 //! rules (whiteouts, path confinement) in [`unpack`].
+//!
+//! Every call blocks (file I/O, fsync, waiting for the store's write lock): from async code,
+//! run it in `tokio::task::spawn_blocking`. All of it needs root (ownership, device nodes,
+//! `trusted.*` xattrs), and the data dir must be on a filesystem overlayfs accepts as a lower
+//! dir with whiteouts (ext4, xfs, btrfs; not overlayfs itself).
 
 pub mod digest;
 pub mod platform;

@@ -125,6 +125,10 @@ pub enum StoreError {
         named: String,
         manifest: Digest,
     },
+    #[error(
+        "layer {diff_id} of image {manifest} is not unpacked in the store; import the image again"
+    )]
+    LayerMissing { manifest: Digest, diff_id: Digest },
     #[error("image index file {path} is corrupt")]
     IndexCorrupt {
         path: PathBuf,
@@ -292,11 +296,21 @@ impl ImageStore {
 
     /// Finds an image by reference (normalised: `busybox` finds
     /// `docker.io/library/busybox:latest`), by `name@sha256:<digest>` or `sha256:<digest>`,
-    /// or by a unique prefix of its id (config digest) or manifest digest.
+    /// or by a unique prefix of its id (config digest) or manifest digest. Checks that every
+    /// layer directory is in place, so the result can be mounted.
     pub fn resolve(&self, reference: &str) -> Result<Image, StoreError> {
         let index = ReferenceIndex::load(&self.index_path())?;
         let digest = self.find(&index, reference)?;
-        self.image(&digest, index.references_to(&digest))
+        let image = self.image(&digest, index.references_to(&digest))?;
+        for diff_id in &image.diff_ids {
+            if !self.layer_dir(diff_id).is_dir() {
+                return Err(StoreError::LayerMissing {
+                    manifest: digest,
+                    diff_id: diff_id.clone(),
+                });
+            }
+        }
+        Ok(image)
     }
 
     /// Removes a reference. Given a digest or id, removes every reference to that image.
@@ -427,6 +441,7 @@ impl ImageStore {
     /// Removes leftovers of interrupted writes (names starting with a dot). Only called with
     /// the lock held, when no write is in flight.
     pub(crate) fn sweep_temporaries(&self) {
+        let _ = fs::remove_file(self.root.join(".index.json.tmp"));
         for dir in [self.blobs_dir(), self.layers_dir()] {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
