@@ -83,7 +83,10 @@ fn copy_limits_to_requests(container: &mut Container) {
     };
     let requests = resources.requests.get_or_insert_with(BTreeMap::new);
     for (name, quantity) in limits {
-        requests.entry(name).or_insert(quantity);
+        // A malformed limit is reported once, by validation, not again as a request.
+        if super::quantity::Quantity::parse(&quantity.0).is_ok() {
+            requests.entry(name).or_insert(quantity);
+        }
     }
 }
 

@@ -271,7 +271,14 @@ fn json_values(origin: &Origin, text: &str) -> Result<Vec<Value>, ParseError> {
                 origin: origin.clone(),
                 line: error.line(),
                 column: error.column(),
-                message: error.to_string(),
+                message: {
+                    // serde_json appends the position, which the error already carries.
+                    let text = error.to_string();
+                    match text.rsplit_once(" at line ") {
+                        Some((message, _)) => message.to_owned(),
+                        None => text,
+                    }
+                },
             })
         })
         .collect()

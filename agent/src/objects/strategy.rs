@@ -131,3 +131,57 @@ pub fn prepare_for_update(old: &Object, new: &mut Object) {
         }
     }
 }
+
+/// A manifest's namespace differs from the namespace of the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the namespace of the provided object ({object}) does not match the namespace sent on the request ({request})"
+)]
+pub struct NamespaceMismatch {
+    /// The namespace in the manifest.
+    pub object: String,
+    /// The namespace of the request (`-n`, or the default).
+    pub request: String,
+}
+
+/// Gives a namespaced manifest without a namespace the request's namespace, as the API server
+/// does; a manifest naming another namespace is an error. Cluster-scoped and unknown kinds are
+/// left alone (decoding reports the latter).
+pub fn fill_namespace(
+    manifest: &mut serde_json::Value,
+    namespace: &str,
+) -> Result<(), NamespaceMismatch> {
+    let api_version = manifest
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let kind = manifest.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+    let Ok(kind) = super::Kind::from_type(api_version, kind) else {
+        return Ok(());
+    };
+    if !kind.info().namespaced {
+        return Ok(());
+    }
+    let Some(object) = manifest.as_object_mut() else {
+        return Ok(());
+    };
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return Ok(());
+    };
+    match metadata.get("namespace").and_then(|v| v.as_str()) {
+        Some(existing) if !existing.is_empty() && existing != namespace => Err(NamespaceMismatch {
+            object: existing.to_owned(),
+            request: namespace.to_owned(),
+        }),
+        _ => {
+            metadata.insert(
+                "namespace".to_owned(),
+                serde_json::Value::String(namespace.to_owned()),
+            );
+            Ok(())
+        }
+    }
+}

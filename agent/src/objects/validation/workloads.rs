@@ -107,6 +107,7 @@ pub fn validate_stateful_set(set: &StatefulSet) -> Vec<FieldError> {
                     &partition_path,
                 ));
                 if let Some(partition) = rolling.partition
+                    && replicas >= 0
                     && partition > replicas
                 {
                     // berth rule: Kubernetes accepts a partition above the replica count and
