@@ -668,7 +668,8 @@ fn render_events(events: &[Value], now: DateTime<Utc>) -> String {
         })
         .collect();
     let headers = ["Type", "Reason", "Age", "From", "Message"];
-    let mut widths = headers.map(str::len);
+    let dashes = ["----", "------", "----", "----", "-------"];
+    let mut widths = dashes.map(str::len);
     for r in &rows {
         for (i, cell) in r.iter().enumerate() {
             widths[i] = widths[i].max(cell.len());
@@ -687,7 +688,7 @@ fn render_events(events: &[Value], now: DateTime<Utc>) -> String {
     };
     let mut out = "Events:\n".to_string();
     out.push_str(&line(headers));
-    out.push_str(&line(["----", "------", "----", "----", "-------"]));
+    out.push_str(&line(dashes));
     for r in &rows {
         out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
     }
@@ -740,9 +741,10 @@ mod tests {
             "  IP:           10.244.0.5\nControlled By:  StatefulSet/web\n",
             "    Readiness:      exec [cat /ready] delay=0s timeout=1s period=2s #success=1 #failure=3\n",
             "      /data from data (rw)\n",
-            "    ClaimName:  data-web-0\n",
-            "  Type    Reason   Age  From     Message\n",
-            "  Normal  Started  60s  kubelet  Started container web\n",
+            "    ClaimName:   data-web-0\n",
+            "  Type    Reason   Age   From     Message\n",
+            "  ----    ------   ----  ----     -------\n",
+            "  Normal  Started  60s   kubelet  Started container web\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
