@@ -145,13 +145,13 @@ fn a_truncated_archive_is_refused_and_leaves_nothing() {
     // Cut inside the big busybox layer blob.
     fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
     let err = import_fails(&archive, None);
-    let StoreError::Import {
-        source: SourceError::Malformed { .. },
-        ..
-    } = &err
-    else {
+    let StoreError::Import { source, .. } = &err else {
         panic!("unexpected error: {}", error_chain(&err));
     };
+    assert!(
+        matches!(**source, SourceError::Malformed { .. }),
+        "{source:?}"
+    );
     assert!(
         error_chain(&err).contains("is not a readable tar archive"),
         "{}",

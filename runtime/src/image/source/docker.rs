@@ -71,10 +71,7 @@ pub(super) fn copy(
     entry: &ManifestEntry,
     ingest: &mut Ingest<'_>,
 ) -> Result<Digest, StoreError> {
-    let import = |source| StoreError::Import {
-        path: path.to_owned(),
-        source,
-    };
+    let import = |source| StoreError::import(path, source);
     let origin = |file: &str| format!("{file} in {}", path.display());
 
     let config = members

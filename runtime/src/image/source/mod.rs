@@ -334,7 +334,12 @@ mod tests {
 
     #[test]
     fn image_names_come_from_the_source_or_the_explicit_name() {
-        let table: &[(&[&str], Option<&str>, Result<&[&str], &str>)] = &[
+        type Case<'a> = (
+            &'a [&'a str],
+            Option<&'a str>,
+            Result<&'a [&'a str], &'a str>,
+        );
+        let table: &[Case] = &[
             (
                 &["busybox"],
                 None,

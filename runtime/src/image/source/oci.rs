@@ -82,10 +82,7 @@ pub(super) fn copy(
     descriptor: &Descriptor,
     ingest: &mut Ingest<'_>,
 ) -> Result<oci_spec::image::Digest, StoreError> {
-    let import = |source| StoreError::Import {
-        path: path.to_owned(),
-        source,
-    };
+    let import = |source| StoreError::import(path, source);
     let host = Platform::host();
     let mut descriptor = descriptor.clone();
     for _ in 0..MAX_INDEX_DEPTH {
@@ -135,10 +132,7 @@ fn copy_manifest(
     descriptor: &Descriptor,
     ingest: &mut Ingest<'_>,
 ) -> Result<Digest, StoreError> {
-    let import = |source| StoreError::Import {
-        path: path.to_owned(),
-        source,
-    };
+    let import = |source| StoreError::import(path, source);
     let bytes = read_blob(members, descriptor).map_err(import)?;
     let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(|source| {
         import(SourceError::Json {
@@ -169,10 +163,7 @@ fn copy_blob(
     descriptor: &Descriptor,
     ingest: &mut Ingest<'_>,
 ) -> Result<(), StoreError> {
-    let import = |source| StoreError::Import {
-        path: path.to_owned(),
-        source,
-    };
+    let import = |source| StoreError::import(path, source);
     let digest = descriptor.digest();
     if ingest.has_blob(digest) {
         return Ok(());

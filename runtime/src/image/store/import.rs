@@ -13,10 +13,7 @@ pub(super) fn import(
     name: Option<&str>,
 ) -> Result<Vec<ImageRecord>, StoreError> {
     let started = Instant::now();
-    let import_error = |source| StoreError::Import {
-        path: path.to_owned(),
-        source,
-    };
+    let import_error = |source| StoreError::import(path, source);
     let source = Source::open(path).map_err(import_error)?;
     let images = source.images().map_err(import_error)?;
     if name.is_some() && images.len() > 1 {

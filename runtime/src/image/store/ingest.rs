@@ -269,7 +269,7 @@ impl<'s> Ingest<'s> {
         let started = Instant::now();
         let tmp = TempDir::create(self.store.layers_dir().join(temp_name("layer")))?;
         let unpacked =
-            unpack_layer(blob, &layer.media_type().to_string(), tmp.path()).map_err(|source| {
+            unpack_layer(blob, layer.media_type().as_ref(), tmp.path()).map_err(|source| {
                 StoreError::Layer {
                     manifest: manifest.clone(),
                     layer: layer.digest().clone(),

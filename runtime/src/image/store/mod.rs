@@ -57,7 +57,7 @@ pub enum StoreError {
     Import {
         path: PathBuf,
         #[source]
-        source: SourceError,
+        source: Box<SourceError>,
     },
     #[error("image {reference:?} not found")]
     NotFound { reference: String },
@@ -145,6 +145,13 @@ impl StoreError {
             action,
             path: path.to_owned(),
             source,
+        }
+    }
+
+    pub(crate) fn import(path: &Path, source: SourceError) -> StoreError {
+        StoreError::Import {
+            path: path.to_owned(),
+            source: Box::new(source),
         }
     }
 }
