@@ -96,6 +96,19 @@ impl ZoneTable {
     /// The zone holding `name` (lowercase wire form), if any.
     pub(crate) fn zone_of(&self, name: &[u8]) -> Option<u16> {
         let mut best: Option<(usize, u16)> = None;
+        if self.zones.len() <= 8 {
+            // Few zones (the usual case): comparing suffixes beats hashing them.
+            for (i, zone) in self.zones.iter().enumerate() {
+                let apex = zone.apex.wire();
+                if name.ends_with(apex)
+                    && is_label_boundary(name, name.len() - apex.len())
+                    && best.is_none_or(|(best_len, _)| apex.len() > best_len)
+                {
+                    best = Some((apex.len(), i as u16));
+                }
+            }
+            return best.map(|(_, zone)| zone);
+        }
         for &len in &self.apex_lengths {
             if len > name.len() {
                 continue;
