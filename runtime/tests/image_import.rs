@@ -306,7 +306,12 @@ fn concurrent_imports_of_the_same_image_both_succeed_and_leave_one_copy() {
         .map(|source| {
             let data = data.path().to_owned();
             // Each thread opens its own store handle, as a second agent process would.
-            scope.spawn(move || ImageStore::open(&data).unwrap().import(&source, None))
+            scope.spawn(move || {
+                ImageStore::open(&data)
+                    .unwrap()
+                    .import(&source, None)
+                    .map_err(|e| e.to_string())
+            })
         })
         .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

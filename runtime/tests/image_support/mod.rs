@@ -1,7 +1,7 @@
 //! Shared helpers for the image tests: real images made with umoci, skopeo and GNU tar,
 //! hand-made layer tars for hostile input, overlay mounts with cleanup guards, and checks that
 //! a store holds nothing unexpected.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)]
 
 use std::collections::BTreeSet;
 use std::fs;
