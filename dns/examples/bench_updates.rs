@@ -47,6 +47,20 @@ fn main() {
         }
         let build = percentile(&mut builds, 0.5);
 
+        // The same flip sent as a whole snapshot (the agent's simplest way to call).
+        let mut replaces = Vec::new();
+        {
+            let authority = Authority::new(cluster::zone_config()).unwrap();
+            authority.replace(snapshot.clone());
+            let last = snapshot.pods.len() - 1;
+            for round in 0..20 {
+                let mut changed = snapshot.clone();
+                changed.pods[last].ready = round % 2 == 1;
+                replaces.push(authority.replace(changed).elapsed);
+            }
+        }
+        let replace = percentile(&mut replaces, 0.5);
+
         let authority = Arc::new(Authority::new(cluster::zone_config()).unwrap());
         authority.replace(snapshot.clone());
         let server = runtime
@@ -97,11 +111,12 @@ fn main() {
             visible.push(started.elapsed());
         }
         println!(
-            "| {pods} | {} | {:.2?} | {:.2?} | {:.2?} | {:.2?} | {:.2?} |",
+            "| {pods} | {} | {:.2?} | {:.2?} | {:.2?} | {:.2?} | {:.2?} | {:.2?} |",
             authority.index().name_count(),
             build,
             percentile(&mut flips, 0.5),
             percentile(&mut flips, 0.99),
+            replace,
             percentile(&mut visible, 0.5),
             percentile(&mut visible, 0.99),
         );

@@ -152,31 +152,24 @@ impl Builder {
     /// Replaces all inputs with `snapshot`, touching only what differs.
     pub(crate) fn replace(&mut self, snapshot: Snapshot) -> UpdateStats {
         let mut changes = Vec::new();
-        let mut new_services: HashMap<ObjectKey, Service> = HashMap::default();
-        for service in snapshot.services {
-            new_services.insert(service.key.clone(), service);
-        }
-        let mut new_pods: HashMap<ObjectKey, Pod> = HashMap::default();
-        for pod in snapshot.pods {
-            new_pods.insert(pod.key.clone(), pod);
-        }
-        for key in self.services.keys() {
-            if !new_services.contains_key(key) {
+        {
+            // Deletions: what is held but not in the snapshot (keys borrowed, not cloned).
+            let services: HashSet<&ObjectKey> = snapshot.services.iter().map(|s| &s.key).collect();
+            let pods: HashSet<&ObjectKey> = snapshot.pods.iter().map(|p| &p.key).collect();
+            for key in self.services.keys().filter(|key| !services.contains(key)) {
                 changes.push(Change::DeleteService(key.clone()));
             }
-        }
-        for key in self.pods.keys() {
-            if !new_pods.contains_key(key) {
+            for key in self.pods.keys().filter(|key| !pods.contains(key)) {
                 changes.push(Change::DeletePod(key.clone()));
             }
         }
-        for (key, pod) in new_pods {
-            if self.pods.get(&key) != Some(&pod) {
+        for pod in snapshot.pods {
+            if self.pods.get(&pod.key) != Some(&pod) {
                 changes.push(Change::UpsertPod(pod));
             }
         }
-        for (key, service) in new_services {
-            if self.services.get(&key) != Some(&service) {
+        for service in snapshot.services {
+            if self.services.get(&service.key) != Some(&service) {
                 changes.push(Change::UpsertService(service));
             }
         }
@@ -252,10 +245,10 @@ impl Builder {
         }
         for namespace in namespaces {
             let mut contribution = Contribution::new();
-            if self.namespace_members.contains_key(&namespace) {
-                if let Ok(name) = self.namespace_name(&namespace) {
-                    add(&mut contribution, name, Piece::Exists);
-                }
+            if self.namespace_members.contains_key(&namespace)
+                && let Ok(name) = self.namespace_name(&namespace)
+            {
+                add(&mut contribution, name, Piece::Exists);
             }
             self.set_contribution(Source::Namespace(namespace), contribution);
         }
@@ -312,10 +305,10 @@ impl Builder {
                     if into.contains(&service_key) {
                         continue;
                     }
-                    if let Some(service) = self.services.get(&service_key) {
-                        if endpoints::selects(service, pod) {
-                            into.insert(service_key);
-                        }
+                    if let Some(service) = self.services.get(&service_key)
+                        && endpoints::selects(service, pod)
+                    {
+                        into.insert(service_key);
                     }
                 }
             }
@@ -512,12 +505,12 @@ impl Builder {
             if new.get(name) != Some(pieces) {
                 self.dirty.insert(name.clone());
             }
-            if !new.contains_key(name) {
-                if let Some(sources) = self.by_name.get_mut(name) {
-                    sources.remove(&source);
-                    if sources.is_empty() {
-                        self.by_name.remove(name);
-                    }
+            if !new.contains_key(name)
+                && let Some(sources) = self.by_name.get_mut(name)
+            {
+                sources.remove(&source);
+                if sources.is_empty() {
+                    self.by_name.remove(name);
                 }
             }
         }

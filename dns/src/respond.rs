@@ -79,12 +79,12 @@ pub fn respond(
     };
     let mut response = Response::start(request, &query, ctx, limit, out);
 
-    if let Some(edns) = query.edns {
-        if edns.version > 0 {
-            // BADVERS (16): upper bits in the OPT record, lower bits (0) in the header.
-            response.extended_rcode = 1;
-            return response.finish(rcode::NOERROR, false);
-        }
+    if let Some(edns) = query.edns
+        && edns.version > 0
+    {
+        // BADVERS (16): upper bits in the OPT record, lower bits (0) in the header.
+        response.extended_rcode = 1;
+        return response.finish(rcode::NOERROR, false);
     }
 
     let qname = query.qname();

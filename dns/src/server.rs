@@ -299,7 +299,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             }
         }
         served = served.wrapping_add(1);
-        if served % 64 == 0 {
+        if served.is_multiple_of(64) {
             // Let other tasks on this worker run under sustained load.
             tokio::task::yield_now().await;
         }
@@ -387,11 +387,8 @@ async fn serve_connection(
             Outcome::Drop => continue,
             Outcome::Forward => {
                 let Ok(_permit) = shared.forwards.try_acquire() else {
-                    match forward::servfail_for(&request) {
-                        Some(response) => {
-                            write_message(&mut stream, &response, idle).await?;
-                        }
-                        None => {}
+                    if let Some(response) = forward::servfail_for(&request) {
+                        write_message(&mut stream, &response, idle).await?;
                     }
                     continue;
                 };
