@@ -73,7 +73,8 @@ pub enum CgroupLayout {
     V1 {
         /// (controllers, mount point) of every v1 hierarchy with known controllers.
         controllers: Vec<(BTreeSet<String>, PathBuf)>,
-        /// Every v1 mount point, named hierarchies included.
+        /// Every cgroup mount point: named v1 hierarchies and a hybrid host's unified one
+        /// included.
         all: Vec<PathBuf>,
     },
     /// cgroup v2 only.
@@ -152,6 +153,11 @@ impl CgroupLayout {
             let mount = PathBuf::from(crate::sys::unescape_mount_path(left[4]));
             match right[0] {
                 "cgroup2" => {
+                    // On a hybrid host the unified hierarchy has no controllers we use, but a
+                    // service manager tracks processes there.
+                    if !all.contains(&mount) {
+                        all.push(mount.clone());
+                    }
                     v2.get_or_insert(mount);
                 }
                 "cgroup" => {
@@ -263,43 +269,8 @@ impl PodCgroup {
 
     /// Creates the pod cgroup in every hierarchy and sets the pod-level limits. Idempotent.
     pub fn create(&self, limits: &PodResources) -> Result<(), CgroupError> {
-        match &self.layout {
-            CgroupLayout::V1 { controllers, .. } => {
-                for (ctls, mount) in controllers {
-                    self.create_v1_dirs(mount, ctls.contains("cpuset"))?;
-                }
-            }
-            CgroupLayout::V2 { root } => {
-                let mut dir = root.clone();
-                for part in self.rel.components() {
-                    enable_v2_controllers(&dir);
-                    dir.push(part);
-                    create_dir(&dir)?;
-                }
-            }
-        }
+        ensure(&self.layout, &self.rel, false)?;
         self.apply_limits(limits)
-    }
-
-    /// Creates each level below `mount`; cpuset levels start empty in v1 and must inherit the
-    /// parent's cpus and mems before a task can join.
-    fn create_v1_dirs(&self, mount: &Path, cpuset: bool) -> Result<(), CgroupError> {
-        let mut dir = mount.to_path_buf();
-        for part in self.rel.components() {
-            let parent = dir.clone();
-            dir.push(part);
-            create_dir(&dir)?;
-            if cpuset {
-                for file in ["cpuset.cpus", "cpuset.mems"] {
-                    let current = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-                    if current.trim().is_empty() {
-                        let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
-                        write(dir.join(file), value.trim().to_owned())?;
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn apply_limits(&self, limits: &PodResources) -> Result<(), CgroupError> {
@@ -353,6 +324,69 @@ impl PodCgroup {
         }
         Ok(())
     }
+}
+
+/// Creates cgroup `rel` (and its ancestors) in every hierarchy with controllers, and with
+/// `named` also in named v1 hierarchies such as `name=systemd`. v1 cpuset levels inherit their
+/// parent's cpus and mems (they start empty, and no task can join an empty cpuset). Returns
+/// the directories. Idempotent.
+pub fn ensure(layout: &CgroupLayout, rel: &Path, named: bool) -> Result<Vec<PathBuf>, CgroupError> {
+    let mut made = Vec::new();
+    match layout {
+        CgroupLayout::V1 { controllers, all } => {
+            let mut mounts: Vec<(&Path, bool)> = controllers
+                .iter()
+                .map(|(c, m)| (m.as_path(), c.contains("cpuset")))
+                .collect();
+            if named {
+                for m in all {
+                    if !mounts.iter().any(|(x, _)| *x == m.as_path()) {
+                        mounts.push((m.as_path(), false));
+                    }
+                }
+            }
+            for (mount, cpuset) in mounts {
+                let mut dir = mount.to_path_buf();
+                for part in rel.components() {
+                    let parent = dir.clone();
+                    dir.push(part);
+                    create_dir(&dir)?;
+                    if cpuset {
+                        for file in ["cpuset.cpus", "cpuset.mems"] {
+                            let current = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+                            if current.trim().is_empty() {
+                                let value =
+                                    std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+                                write(dir.join(file), value.trim().to_owned())?;
+                            }
+                        }
+                    }
+                }
+                made.push(dir);
+            }
+        }
+        CgroupLayout::V2 { root } => {
+            let mut dir = root.clone();
+            for part in rel.components() {
+                enable_v2_controllers(&dir);
+                dir.push(part);
+                create_dir(&dir)?;
+            }
+            made.push(dir);
+        }
+    }
+    Ok(made)
+}
+
+/// The cgroup that holds the shims of one runtime (`<parent>/shims`), in every hierarchy,
+/// named ones included: a shim moves itself there, out of the agent's cgroup, so that a
+/// service manager stopping the agent's cgroup does not take shims and containers with it.
+/// Returns the `cgroup.procs` files.
+pub fn ensure_shim_cgroup(layout: &CgroupLayout, parent: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+    Ok(ensure(layout, &parent.join("shims"), true)?
+        .into_iter()
+        .map(|d| d.join("cgroup.procs"))
+        .collect())
 }
 
 fn create_dir(dir: &Path) -> Result<(), CgroupError> {
@@ -459,6 +493,7 @@ mod tests {
             ]
         );
         assert!(all.contains(&PathBuf::from("/sys/fs/cgroup/systemd")));
+        assert!(all.contains(&PathBuf::from("/sys/fs/cgroup/unified")));
         let rel = Path::new("berth/podx/c1");
         assert_eq!(
             layout.oom_events_file(rel),

@@ -147,8 +147,17 @@ impl Runtime {
         // From here the guard only protects against this future being dropped mid-spawn.
         guard.armed = false;
         match spawned {
-            Ok(shim) => Ok(shim),
+            Ok(shim) => {
+                tracing::info!(
+                    container = %shim.id(),
+                    shim_pid = shim.pid(),
+                    init_pid = shim.init_pid(),
+                    "container started"
+                );
+                Ok(shim)
+            }
             Err(e) => {
+                tracing::warn!(error = %crate::shim::error_chain(&e), "container failed to start");
                 let (dirs, id, cgroup_dirs) =
                     (guard.dirs.clone(), guard.id.clone(), guard.cgroup_dirs.clone());
                 blocking(move || cleanup(&dirs, &id, &cgroup_dirs)).await;
@@ -283,6 +292,7 @@ impl Runtime {
                 oom_events: layout.oom_events_file(&cgroup_rel),
             },
             labels: req.labels.clone(),
+            shim_cgroup_procs: self.shim_cgroup.clone(),
         };
         let path = shim_dir.join(files::CONFIG);
         let bytes = serde_json::to_vec_pretty(&shim_config).map_err(|e| io_err("writing", &path)(e.into()))?;
@@ -300,6 +310,7 @@ impl Runtime {
         grace: Duration,
         pre_stop: Option<&ExecRequest>,
     ) -> Result<ContainerExit, ContainerError> {
+        tracing::info!(container = %shim.id(), signal, ?grace, pre_stop = pre_stop.is_some(), "stopping container");
         let deadline = Instant::now() + grace;
         let mut remaining = grace;
         if let Some(hook) = pre_stop {
@@ -344,6 +355,7 @@ impl Runtime {
         let dirs = self.dirs.clone();
         let id2 = id.clone();
         let problems = blocking(move || cleanup(&dirs, &id2, &cgroup_dirs)).await;
+        tracing::info!(container = %id, force, "container removed");
         if let Some(first) = problems.into_iter().next() {
             return Err(ContainerError::Io {
                 id: id.clone(),

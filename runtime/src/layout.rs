@@ -10,7 +10,9 @@
 //!     exit.json                            the exit record (atomic: tmp, fsync, rename)
 //!     control.sock                         stop / signal requests to the shim
 //!     shim.log                             the shim's own stderr
+//!     exec-<pid>.json                      an exec's process spec, while it starts
 //!   libcontainer/<container-id>/           libcontainer's state root
+//! cgroups (each hierarchy): <parent>/shims (every shim), <parent>/pod<uid>/<container-id>
 //!   sandboxes/<pod-uid>/
 //!     sandbox.json                         the sandbox's configuration
 //!     ns/{net,uts,ipc}                     namespace files (nsfs bind mounts)

@@ -73,10 +73,13 @@ pub struct Runtime {
     pub(crate) cgroup_parent: PathBuf,
     pub(crate) layout: CgroupLayout,
     pub(crate) host_caps: BTreeSet<String>,
+    /// `cgroup.procs` files of `<parent>/shims`.
+    pub(crate) shim_cgroup: Vec<PathBuf>,
 }
 
 impl Runtime {
-    /// Checks the configuration, detects the host's cgroups and creates the directories.
+    /// Checks the configuration, detects the host's cgroups and creates the directories and
+    /// the shims' cgroup (`<parent>/shims`).
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let cgroup_parent =
             crate::cgroup::validate_parent(&config.cgroup_parent).map_err(RuntimeError::Cgroup)?;
@@ -86,6 +89,8 @@ impl Runtime {
             });
         }
         let layout = CgroupLayout::detect().map_err(RuntimeError::Cgroup)?;
+        let shim_cgroup = crate::cgroup::ensure_shim_cgroup(&layout, &cgroup_parent)
+            .map_err(RuntimeError::Cgroup)?;
         let host_caps =
             crate::spec::capabilities::host_bounding_set().map_err(RuntimeError::Capabilities)?;
         let dirs = config.dirs;
@@ -111,6 +116,7 @@ impl Runtime {
             cgroup_parent,
             layout,
             host_caps,
+            shim_cgroup,
         })
     }
 
@@ -132,7 +138,14 @@ impl Runtime {
     /// Creates a pod's sandbox (namespaces, /dev/shm, pod cgroup).
     pub async fn create_sandbox(&self, config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let rt = self.clone();
-        blocking(move || sandbox::create(&rt.dirs, &rt.layout, &rt.cgroup_parent, &config)).await
+        let pod = config.pod_uid.clone();
+        let result =
+            blocking(move || sandbox::create(&rt.dirs, &rt.layout, &rt.cgroup_parent, &config)).await;
+        match &result {
+            Ok(_) => tracing::info!(%pod, "sandbox created"),
+            Err(e) => tracing::warn!(%pod, error = %crate::shim::error_chain(e), "sandbox not created"),
+        }
+        result
     }
 
     /// The sandbox of `pod`, if it exists.
@@ -143,8 +156,14 @@ impl Runtime {
     /// Tears down a pod's sandbox, killing anything still running in the pod. Idempotent.
     pub async fn remove_sandbox(&self, pod: &PodUid) -> Result<(), SandboxError> {
         let rt = self.clone();
-        let pod = pod.clone();
-        blocking(move || sandbox::remove(&rt.dirs, &rt.layout, &rt.cgroup_parent, &pod)).await
+        let pod2 = pod.clone();
+        let result =
+            blocking(move || sandbox::remove(&rt.dirs, &rt.layout, &rt.cgroup_parent, &pod2)).await;
+        match &result {
+            Ok(()) => tracing::info!(%pod, "sandbox removed"),
+            Err(e) => tracing::warn!(%pod, error = %crate::shim::error_chain(e), "sandbox teardown incomplete"),
+        }
+        result
     }
 
     /// Prepares a pod volume (see [`crate::volumes`]).

@@ -193,3 +193,22 @@ async fn removing_a_running_container_needs_force() {
     // Idempotent.
     t.runtime.remove_container(&id, true).await.unwrap();
 }
+
+#[tokio::test]
+async fn shims_move_out_of_the_launchers_cgroup() {
+    let mut t = TestRuntime::new("shim_cgroup");
+    let pod = t.sandbox(&format!("p-{}", t.name), "web-0").await;
+    let shim = t.start(t.request("c-cg", &pod, "exec sleep 1000")).await;
+    let shims_cgroup = format!("/{}/shims", t.runtime.cgroup_parent().display());
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", shim.pid())).unwrap();
+    // In every hierarchy, named ones (name=systemd) and a hybrid host's unified one included,
+    // the shim sits in <parent>/shims.
+    for line in cgroups.lines() {
+        assert!(line.ends_with(&shims_cgroup), "{line} in\n{cgroups}");
+    }
+    // The container itself is in its own cgroup below the pod's.
+    let init = std::fs::read_to_string(format!("/proc/{}/cgroup", shim.init_pid())).unwrap();
+    let memory = init.lines().find(|l| l.contains(":memory:")).unwrap();
+    assert!(memory.ends_with(&format!("/pod{pod}/c-cg")), "{memory}");
+    shim.stop(libc::SIGKILL, Duration::ZERO).await.unwrap();
+}

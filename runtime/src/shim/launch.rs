@@ -156,6 +156,13 @@ fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
     let setup = |step| move |source| LaunchError::Setup { step, source };
     let config = load_config(dir)?;
     let me = std::process::id() as i32;
+    // Out of the agent's cgroup before anything is forked, so stopping the agent's service
+    // does not stop its containers. Best effort: a failure is reported in shim.log.
+    for procs in &config.shim_cgroup_procs {
+        if let Err(e) = std::fs::write(procs, me.to_string()) {
+            eprintln!("berth-shim: moving into {}: {e}", procs.display());
+        }
+    }
     let (start_time, _) = crate::sys::process_start_time(me)
         .ok()
         .flatten()

@@ -110,6 +110,10 @@ pub struct ShimConfig {
     pub cgroup: CgroupFiles,
     /// Free-form labels the agent wants back after a restart (pod name, container name...).
     pub labels: BTreeMap<String, String>,
+    /// `cgroup.procs` files the shim moves itself into before creating the container (see
+    /// [`crate::cgroup::ensure_shim_cgroup`]); empty to stay where it was started.
+    #[serde(default)]
+    pub shim_cgroup_procs: Vec<PathBuf>,
 }
 
 /// How a container ended, recorded by its shim in `exit.json`.

@@ -172,9 +172,10 @@ pub fn run(args: MonitorArgs) -> i32 {
         stop_requested: false,
         kill_at: None,
         drain_until: None,
-        buf: vec![0; 64 << 10],
+        buf: vec![0; 32 << 10],
     };
     m.reap();
+    release_startup_pages();
     m.run_loop(&sigfd, &control);
     m.finish()
 }
@@ -444,6 +445,61 @@ impl Monitor {
         super::launch::delete_state(&self.args.lc_root, &self.args.id);
         let _ = std::fs::remove_file(self.args.dir.join(files::CONTROL));
         if recorded.is_err() { 1 } else { 0 }
+    }
+}
+
+/// Drops this process's page-table entries for read-only file mappings that were never written
+/// (the binary's and libraries' code and constants): exec, the dynamic loader and start-up
+/// touched far more of them than the monitor loop needs. They stay in the page cache; the few
+/// the loop uses fault back in. This keeps a shim's resident set small. Mappings with private
+/// (copy-on-write) pages, such as relocated RELRO data, are left alone: dropping those would
+/// lose their contents.
+fn release_startup_pages() {
+    use std::io::BufRead;
+    let Ok(file) = File::open("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize, bool)> = None;
+    for line in std::io::BufReader::with_capacity(4096, file).lines() {
+        let Ok(line) = line else { return };
+        if let Some(rest) = line.strip_prefix("Anonymous:") {
+            if let Some((start, end, candidate)) = current.take() {
+                let anon_kb: u64 = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                if candidate && anon_kb == 0 {
+                    // SAFETY: the range is a whole read-only, private, file-backed mapping of
+                    // this process with no private (anonymous) pages: MADV_DONTNEED only drops
+                    // page-table entries, and every later access faults in the identical page
+                    // from the file. Nothing in it can be written.
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                    }
+                }
+            }
+            continue;
+        }
+        // A mapping header: "start-end perms offset dev inode [path]".
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let inode = fields.nth(2).unwrap_or("0");
+        let path = fields.next().unwrap_or("");
+        let candidate = perms.starts_with('r')
+            && perms.as_bytes().get(1) == Some(&b'-')
+            && perms.ends_with('p')
+            && inode != "0"
+            && path.starts_with('/');
+        current = Some((start, end, candidate));
     }
 }
 

@@ -15,11 +15,9 @@ fn pod_namespaces() -> PodNamespaces {
 
 fn image() -> ImageConfig {
     ImageConfig {
-        entrypoint: vec![],
         cmd: vec!["sh".into()],
         env: vec!["PATH=/bin".into()],
-        working_dir: None,
-        user: None,
+        ..ImageConfig::default()
     }
 }
 

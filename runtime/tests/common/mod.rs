@@ -141,11 +141,9 @@ impl TestRuntime {
                 lower_dirs: vec![busybox_rootfs().to_path_buf()],
             },
             image: ImageConfig {
-                entrypoint: vec![],
                 cmd: vec!["sh".into()],
                 env: vec!["PATH=/bin:/usr/bin".into()],
-                working_dir: None,
-                user: None,
+                ..ImageConfig::default()
             },
             config: ContainerConfig {
                 command: vec!["sh".into(), "-c".into(), script.into()],
@@ -205,6 +203,7 @@ impl Drop for TestRuntime {
                 }
             });
             for p in parents {
+                let _ = std::fs::remove_dir(p.join("shims"));
                 let _ = std::fs::remove_dir(&p);
             }
             // Unmount anything still below the test dir before deleting it.
