@@ -11,8 +11,8 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -167,7 +167,13 @@ pub struct Forwarder {
     max_udp_payload: u16,
     /// Index of the upstream that answered last; tried first.
     preferred: AtomicUsize,
+    /// Upstream trouble is logged at warn level at most once a minute (else debug).
+    created: Instant,
+    last_warning: AtomicU64,
 }
+
+/// Seconds between two warnings about failing upstreams.
+const WARNING_INTERVAL_SECS: u64 = 60;
 
 impl Forwarder {
     /// A forwarder trying `upstreams` in order, `timeout` per attempt.
@@ -177,7 +183,20 @@ impl Forwarder {
             timeout,
             max_udp_payload,
             preferred: AtomicUsize::new(0),
+            created: Instant::now(),
+            last_warning: AtomicU64::new(0),
         }
+    }
+
+    /// Whether a warning may be logged now (at most one per interval).
+    fn may_warn(&self) -> bool {
+        let now = self.created.elapsed().as_secs() + WARNING_INTERVAL_SECS;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        now >= last + WARNING_INTERVAL_SECS
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The upstreams, in configured order.
@@ -216,7 +235,11 @@ impl Forwarder {
             let mut response = match exchange {
                 Ok(response) => response,
                 Err(error) => {
-                    tracing::debug!(%upstream, %error, "upstream resolver failed");
+                    if self.may_warn() {
+                        tracing::warn!(%upstream, %error, "upstream dns resolver failed (repeats are logged at debug level for a minute)");
+                    } else {
+                        tracing::debug!(%upstream, %error, "upstream dns resolver failed");
+                    }
                     continue;
                 }
             };

@@ -639,3 +639,24 @@ fn starting_on_a_taken_port_fails_naming_the_address_and_binds_nothing() {
         "{error}"
     );
 }
+
+#[test]
+fn ipv4_and_ipv6_listeners_answer_side_by_side() {
+    let server = TestServer::start(statefulset(1), |config| {
+        config.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    });
+    let addrs = server.server.as_ref().unwrap().local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert!(addrs[1].is_ipv6() && addrs[1].port() != 0);
+    let request = query_message("pg-0.pg.db.svc.cluster.local.", RecordType::A, None);
+    let v6 = decode(&udp_exchange(addrs[1], "[::1]:0", &request));
+    assert_eq!(v6.rdata(), vec!["10.244.1.10"]);
+    assert!(
+        v6.recursion_available,
+        "::1 is allowed to recurse by default"
+    );
+    assert_eq!(
+        decode(&tcp_exchange(addrs[1], &request)).rdata(),
+        vec!["10.244.1.10"]
+    );
+}
