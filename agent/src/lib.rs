@@ -13,3 +13,5 @@ pub mod api;
 pub mod cli;
 #[cfg(berth_lead)]
 pub mod config;
+#[cfg(berth_lead)]
+pub mod kubelet;

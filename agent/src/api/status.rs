@@ -79,6 +79,11 @@ impl ApiError {
         e
     }
 
+    /// A patch that cannot be applied to the object (a failed JSON patch test, a missing path).
+    pub fn invalid_patch(message: impl Into<String>) -> ApiError {
+        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {}", message.into()))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message)
     }

@@ -1,0 +1,127 @@
+//! Discovery documents (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`),
+//! built from the kinds registry so that kubectl finds every kind berth serves.
+
+use serde_json::{Value, json};
+
+use super::status::ApiError;
+use crate::objects::Kind;
+
+/// The Kubernetes version berth's API corresponds to (the k8s-openapi feature it is built with).
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "34");
+
+pub fn version(berth_version: &str) -> Value {
+    json!({
+        "major": KUBERNETES_VERSION.0,
+        "minor": KUBERNETES_VERSION.1,
+        "gitVersion": format!("v{}.{}.0-berth.{berth_version}", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", std::env::consts::ARCH),
+    })
+}
+
+pub fn core_versions() -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+}
+
+/// The named groups: every group of a served kind except core.
+fn group_names() -> Vec<&'static str> {
+    let mut groups: Vec<&'static str> = Vec::new();
+    for kind in Kind::ALL {
+        let group = kind.info().group;
+        if !group.is_empty() && !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+fn group_doc(group: &str) -> Value {
+    let version = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+    json!({"name": group, "versions": [version.clone()], "preferredVersion": version})
+}
+
+pub fn groups() -> Value {
+    let groups: Vec<Value> = group_names().into_iter().map(group_doc).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn group(group: &str) -> Result<Value, ApiError> {
+    if !group_names().contains(&group) {
+        return Err(ApiError::not_found_path(&format!("/apis/{group}")));
+    }
+    let mut doc = group_doc(group);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Ok(doc)
+}
+
+pub fn resources(group: &str, version: &str) -> Result<Value, ApiError> {
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let mut resources = Vec::new();
+    for kind in Kind::ALL {
+        let info = kind.info();
+        if info.group != group || info.version != version {
+            continue;
+        }
+        let verbs = if matches!(kind, Kind::ControllerRevision | Kind::Event | Kind::EventsEvent | Kind::Node) {
+            json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+        } else {
+            json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+        };
+        let mut resource = json!({
+            "name": info.plural,
+            "singularName": info.singular,
+            "namespaced": info.namespaced,
+            "kind": info.kind,
+            "verbs": verbs,
+        });
+        if !info.short_names.is_empty() {
+            resource["shortNames"] = json!(info.short_names);
+        }
+        if matches!(kind, Kind::StatefulSet | Kind::DaemonSet | Kind::Job | Kind::CronJob) {
+            resource["categories"] = json!(["all"]);
+        }
+        if kind == Kind::Pod || kind == Kind::Service {
+            resource["categories"] = json!(["all"]);
+        }
+        resources.push(resource);
+        if info.status_subresource {
+            resources.push(json!({"name": format!("{}/status", info.plural), "singularName": "", "namespaced": info.namespaced, "kind": info.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        if kind == Kind::StatefulSet {
+            resources.push(json!({"name": "statefulsets/scale", "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
+        if kind == Kind::Pod {
+            resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+            resources.push(json!({"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]}));
+        }
+    }
+    if resources.is_empty() {
+        return Err(ApiError::not_found_path(&format!("/apis/{group_version}")));
+    }
+    Ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_lists_every_served_kind_once() {
+        let core = resources("", "v1").unwrap();
+        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+        for want in ["pods", "pods/log", "pods/exec", "services", "configmaps", "secrets", "namespaces", "nodes", "events", "persistentvolumeclaims"] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        let apps = resources("apps", "v1").unwrap();
+        assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["name"] == "statefulsets" && r["shortNames"][0] == "sts"));
+        let groups = groups();
+        let group_names: Vec<&str> = groups["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
+        assert_eq!(group_names, vec!["events.k8s.io", "apps", "batch"]);
+        assert_eq!(resources("extensions", "v1beta1").unwrap_err().code, 404);
+    }
+}
