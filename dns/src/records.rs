@@ -32,8 +32,8 @@ enum Source {
     Static,
     /// `<ns>.svc.<zone>` exists while the namespace holds a Service or a Pod.
     Namespace(String),
-    Service(ObjectKey),
-    Pod(ObjectKey),
+    Service(Arc<ObjectKey>),
+    Pod(Arc<ObjectKey>),
 }
 
 /// One fact about a name.
@@ -69,8 +69,10 @@ pub(crate) struct Builder {
     pods: HashMap<ObjectKey, Pod>,
     /// namespace -> "key\0value" -> pod names.
     pods_by_label: HashMap<String, HashMap<String, HashSet<String>>>,
-    contributions: HashMap<Source, Contribution>,
-    by_name: HashMap<Name, BTreeSet<Source>>,
+    /// The names each source contributes to.
+    contributions: HashMap<Source, Vec<Name>>,
+    /// Each name's pieces, by source (sorted by source).
+    by_name: HashMap<Name, Vec<(Source, Vec<Piece>)>>,
     /// Names whose pieces are counted in their ancestors' `descendants`.
     holders: HashSet<Name>,
     descendants: HashMap<Name, u32>,
@@ -234,14 +236,14 @@ impl Builder {
                 Some(service) => self.service_contribution(service),
                 None => Contribution::new(),
             };
-            self.set_contribution(Source::Service(key), contribution);
+            self.set_contribution(Source::Service(Arc::new(key)), contribution);
         }
         for key in pods_changed {
             let contribution = match self.pods.get(&key) {
                 Some(pod) => self.pod_contribution(pod),
                 None => Contribution::new(),
             };
-            self.set_contribution(Source::Pod(key), contribution);
+            self.set_contribution(Source::Pod(Arc::new(key)), contribution);
         }
         for namespace in namespaces {
             let mut contribution = Contribution::new();
@@ -500,31 +502,37 @@ impl Builder {
     }
 
     fn set_contribution(&mut self, source: Source, new: Contribution) {
-        let old = self.contributions.remove(&source).unwrap_or_default();
-        for (name, pieces) in &old {
-            if new.get(name) != Some(pieces) {
-                self.dirty.insert(name.clone());
+        let old_names = self.contributions.remove(&source).unwrap_or_default();
+        for name in &old_names {
+            if new.contains_key(name) {
+                continue;
             }
-            if !new.contains_key(name)
-                && let Some(sources) = self.by_name.get_mut(name)
-            {
-                sources.remove(&source);
-                if sources.is_empty() {
+            if let Some(entries) = self.by_name.get_mut(name) {
+                entries.retain(|(s, _)| *s != source);
+                if entries.is_empty() {
                     self.by_name.remove(name);
                 }
             }
+            self.dirty.insert(name.clone());
         }
-        for (name, pieces) in &new {
-            if old.get(name) != Some(pieces) {
-                self.dirty.insert(name.clone());
-                self.by_name
-                    .entry(name.clone())
-                    .or_default()
-                    .insert(source.clone());
+        let mut names = Vec::with_capacity(new.len());
+        for (name, pieces) in new {
+            let entries = self.by_name.entry(name.clone()).or_default();
+            match entries.binary_search_by(|(s, _)| s.cmp(&source)) {
+                Ok(at) if entries[at].1 == pieces => {}
+                Ok(at) => {
+                    entries[at].1 = pieces;
+                    self.dirty.insert(name.clone());
+                }
+                Err(at) => {
+                    entries.insert(at, (source.clone(), pieces));
+                    self.dirty.insert(name.clone());
+                }
             }
+            names.push(name);
         }
-        if !new.is_empty() {
-            self.contributions.insert(source, new);
+        if !names.is_empty() {
+            self.contributions.insert(source, names);
         }
     }
 
@@ -585,15 +593,12 @@ impl Builder {
     }
 
     fn pieces_at(&self, name: &Name) -> Vec<&Piece> {
-        let mut pieces = Vec::new();
-        if let Some(sources) = self.by_name.get(name) {
-            for source in sources {
-                if let Some(list) = self.contributions.get(source).and_then(|c| c.get(name)) {
-                    pieces.extend(list.iter());
-                }
-            }
-        }
-        pieces
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, pieces)| pieces.iter())
+            .collect()
     }
 
     fn build_node(&self, name: &Name) -> Option<Node> {
