@@ -228,16 +228,12 @@ pub fn validate_secret(secret: &Secret) -> Vec<FieldError> {
                 }
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errors.push(FieldError::required(&data_path.key("username"), ""));
-                errors.push(FieldError::required(&data_path.key("password"), ""));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errors.push(FieldError::required(&data_path.key("username"), ""));
+            errors.push(FieldError::required(&data_path.key("password"), ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) {
-                errors.push(FieldError::required(&data_path.key("ssh-privatekey"), ""));
-            }
+        "kubernetes.io/ssh-auth" if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) => {
+            errors.push(FieldError::required(&data_path.key("ssh-privatekey"), ""));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {

@@ -35,17 +35,15 @@ pub fn validate_update_changes(old: &Object, new: &Object) -> Vec<FieldError> {
                 ));
             }
         }
-        (Object::ConfigMap(old), Object::ConfigMap(new)) => {
-            if old.immutable == Some(true) {
-                if new.immutable != Some(true) {
-                    errors.push(immutable_when_set("immutable"));
-                }
-                if new.data != old.data {
-                    errors.push(immutable_when_set("data"));
-                }
-                if new.binary_data != old.binary_data {
-                    errors.push(immutable_when_set("binaryData"));
-                }
+        (Object::ConfigMap(old), Object::ConfigMap(new)) if old.immutable == Some(true) => {
+            if new.immutable != Some(true) {
+                errors.push(immutable_when_set("immutable"));
+            }
+            if new.data != old.data {
+                errors.push(immutable_when_set("data"));
+            }
+            if new.binary_data != old.binary_data {
+                errors.push(immutable_when_set("binaryData"));
             }
         }
         (Object::Secret(old), Object::Secret(new)) => {

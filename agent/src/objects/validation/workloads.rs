@@ -28,7 +28,6 @@ fn template_labels(
 fn validate_selector_and_template(
     selector: &LabelSelector,
     template: &PodTemplateSpec,
-    owner: &str,
     spec_path: &FieldPath,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -47,7 +46,6 @@ fn validate_selector_and_template(
             "`selector` does not match template `labels`",
         ));
     }
-    let _ = owner;
     errors
 }
 
@@ -175,7 +173,6 @@ pub fn validate_stateful_set(set: &StatefulSet) -> Vec<FieldError> {
     errors.extend(validate_selector_and_template(
         &spec.selector,
         &spec.template,
-        "statefulset",
         &spec_path,
     ));
     // berth: pod names `<name>-<ordinal>` must be DNS labels, or no pod could be created.
@@ -288,7 +285,6 @@ pub fn validate_daemon_set(set: &DaemonSet) -> Vec<FieldError> {
     errors.extend(validate_selector_and_template(
         &spec.selector,
         &spec.template,
-        "daemonset",
         &spec_path,
     ));
     let template_path = spec_path.child("template");
@@ -480,7 +476,6 @@ pub fn validate_job_spec(spec: &JobSpec, path: &FieldPath) -> Vec<FieldError> {
             Some(selector) => errors.extend(validate_selector_and_template(
                 selector,
                 &spec.template,
-                "job",
                 path,
             )),
         }
