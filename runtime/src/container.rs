@@ -279,7 +279,7 @@ impl Runtime {
         std::fs::create_dir_all(&bundle).map_err(io_err("creating", &bundle))?;
         let config_json = bundle.join("config.json");
         let bytes = serde_json::to_vec_pretty(&oci).map_err(|e| io_err("writing", &config_json)(e.into()))?;
-        crate::fsutil::atomic_write(&config_json, &bytes, 0o600).map_err(io_err("writing", &config_json))?;
+        crate::fsutil::replace_file(&config_json, &bytes, 0o600).map_err(io_err("writing", &config_json))?;
 
         let shim_config = ShimConfig {
             id: id.clone(),
@@ -296,7 +296,7 @@ impl Runtime {
         };
         let path = shim_dir.join(files::CONFIG);
         let bytes = serde_json::to_vec_pretty(&shim_config).map_err(|e| io_err("writing", &path)(e.into()))?;
-        crate::fsutil::atomic_write(&path, &bytes, 0o600).map_err(io_err("writing", &path))?;
+        crate::fsutil::replace_file(&path, &bytes, 0o600).map_err(io_err("writing", &path))?;
         Ok((id.clone(), shim_dir, guard))
     }
 

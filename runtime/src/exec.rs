@@ -3,7 +3,6 @@
 //! a [`tokio::process::Child`] to stream from, or the whole output with [`Runtime::exec_output`]
 //! (for probes and hooks).
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -84,7 +83,8 @@ pub struct ExecProcess {
     id: ContainerId,
     /// The `berth-shim exec` process; its stdin/stdout/stderr are the exec'd process's.
     pub child: tokio::process::Child,
-    status: tokio::net::unix::pipe::Receiver,
+    /// Where the exec shim records the outcome.
+    status: Option<std::path::PathBuf>,
 }
 
 impl ExecProcess {
@@ -107,34 +107,25 @@ impl ExecProcess {
         self.read_status().await
     }
 
-    /// Reads the shim's status lines once it has exited.
+    /// Reads (and removes) the outcome the shim recorded, once it has exited.
     async fn read_status(&mut self) -> Result<ExecExit, ExecError> {
-        let mut text = String::new();
-        self.status
-            .read_to_string(&mut text)
-            .await
-            .map_err(|source| ExecError::Io {
+        let Some(path) = self.status.take() else {
+            return Err(ExecError::NoStatus {
                 id: self.id.clone(),
-                source,
-            })?;
-        let mut exit = None;
-        for line in text.lines() {
-            match serde_json::from_str::<ExecStatus>(line) {
-                Ok(ExecStatus::Exited { exit_code, signal }) => {
-                    exit = Some(ExecExit { exit_code, signal })
-                }
-                Ok(ExecStatus::Error { message }) => {
-                    return Err(ExecError::StartFailed {
-                        id: self.id.clone(),
-                        message,
-                    });
-                }
-                _ => {}
-            }
+            });
+        };
+        let text = tokio::fs::read(&path).await;
+        let _ = tokio::fs::remove_file(&path).await;
+        match text.ok().and_then(|t| serde_json::from_slice::<ExecStatus>(&t).ok()) {
+            Some(ExecStatus::Exited { exit_code, signal }) => Ok(ExecExit { exit_code, signal }),
+            Some(ExecStatus::Error { message }) => Err(ExecError::StartFailed {
+                id: self.id.clone(),
+                message,
+            }),
+            None => Err(ExecError::NoStatus {
+                id: self.id.clone(),
+            }),
         }
-        exit.ok_or_else(|| ExecError::NoStatus {
-            id: self.id.clone(),
-        })
     }
 }
 
@@ -164,8 +155,8 @@ impl Runtime {
             path: self.spawn.shim_path.clone(),
             source,
         };
-        let (read_end, write_end): (OwnedFd, OwnedFd) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
+        // No descriptors beyond stdio are passed, so this is a posix_spawn, not a fork of the
+        // agent.
         let mut cmd = tokio::process::Command::new(&self.spawn.shim_path);
         cmd.arg("exec")
             .arg(&dir)
@@ -180,24 +171,10 @@ impl Runtime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let write_raw = write_end.as_raw_fd();
-        // SAFETY: runs in the forked child before exec; dup2 is async-signal-safe and clears
-        // close-on-exec on fd 3.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(write_raw, crate::shim::STATUS_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let child = cmd.spawn().map_err(spawn_err)?;
-        drop(write_end);
-        let status = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
-            .map_err(|source| ExecError::Io {
-                id: id.clone(),
-                source,
-            })?;
+        let status = child
+            .id()
+            .map(|pid| crate::shim::exec_status_path(&dir, pid));
         Ok(ExecProcess {
             id: id.clone(),
             child,

@@ -9,6 +9,17 @@ use std::path::Path;
 /// fsync it, rename it over `path`, fsync the directory. A crash leaves either the old or the
 /// new contents, never a torn file.
 pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_replace(path, contents, mode, true)
+}
+
+/// Replaces `path` atomically like [`atomic_write`] but without fsync: readers never see a
+/// torn file, but a machine crash may lose it. For files under the run dir (tmpfs, cleared by
+/// a reboot anyway), where an fsync would only cost time.
+pub fn replace_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_replace(path, contents, mode, false)
+}
+
+fn write_replace(path: &Path, contents: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -27,9 +38,14 @@ pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -212,7 +212,7 @@ fn build(sandbox: &Sandbox) -> Result<(), SandboxError> {
     };
     let json = serde_json::to_vec_pretty(config).unwrap_or_default();
     let config_path = dir.join("sandbox.json");
-    crate::fsutil::atomic_write(&config_path, &json, 0o644)
+    crate::fsutil::replace_file(&config_path, &json, 0o644)
         .map_err(io_err("the sandbox config", &config_path))?;
 
     let ns = ns_dir(dir);

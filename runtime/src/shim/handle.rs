@@ -3,8 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +12,6 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::control::{self, Request};
-use super::launch::READY_FD;
 use super::{ContainerExit, ReadyMessage, StartedRecord, files, read_exit_record, read_pid_file};
 use crate::layout::ContainerId;
 
@@ -283,27 +281,18 @@ fn spawn_blocking(id: ContainerId, dir: PathBuf, options: &SpawnOptions) -> Resu
         .append(true)
         .open(dir.join(files::LOG))
         .map_err(spawn_err)?;
-    let mut cmd = Command::new(&options.shim_path);
-    cmd.arg("start")
+    // The ready pipe is the shim's stdout: no pre_exec hook, so std can use posix_spawn, which
+    // is much cheaper than fork for a large agent process.
+    let mut launcher = Command::new(&options.shim_path)
+        .arg("start")
         .arg(&dir)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PATH", crate::spec::process::DEFAULT_PATH)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log));
-    let write_raw = write_end.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which is
-    // async-signal-safe; dup2 also clears close-on-exec on the new descriptor 3.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(write_raw, READY_FD) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut launcher = cmd.spawn().map_err(spawn_err)?;
-    drop(write_end);
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(spawn_err)?;
     // The launcher forks the real shim and exits at once.
     let _ = launcher.wait();
 

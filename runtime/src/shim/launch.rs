@@ -16,11 +16,8 @@ use nix::unistd::Pid;
 
 use super::executor::ContainerExecutor;
 use super::{ReadyMessage, ShimConfig, StartedRecord, files, process_setup};
-use crate::fsutil::atomic_write;
+use crate::fsutil::replace_file;
 use crate::timefmt::rfc3339_nanos;
-
-/// The descriptor on which the agent waits for [`ReadyMessage`].
-pub const READY_FD: i32 = 3;
 
 /// oom_score_adj the shim gives itself once the container runs, so the OOM killer takes
 /// containers first (kubelet gives containerd -999).
@@ -86,11 +83,16 @@ pub fn chain(err: &dyn std::error::Error) -> String {
     msg
 }
 
-/// Entry point of `berth-shim start <dir>`. Returns the process exit code (it only returns on
-/// failure: success ends in an exec of the monitor).
+/// Entry point of `berth-shim start <dir>`. The agent waits for one [`ReadyMessage`] line on
+/// the shim's stdout (a pipe; taking it over stdout lets the agent spawn with posix_spawn).
+/// Returns the process exit code (it only returns on failure: success ends in an exec of the
+/// monitor).
 pub fn start_main(dir: &Path) -> i32 {
-    // SAFETY: the agent dup2()ed the ready pipe onto fd 3 for us; nothing else owns it.
-    let ready = unsafe { OwnedFd::from_raw_fd(READY_FD) };
+    let _ = process_setup::close_fds_from(3);
+    let ready = match take_stdout() {
+        Ok(fd) => fd,
+        Err(_) => return 1,
+    };
     if let Err(e) = prepare_process() {
         report(&ready, &ReadyMessage::Error {
             message: chain(&e),
@@ -116,9 +118,20 @@ pub fn start_main(dir: &Path) -> i32 {
     }
 }
 
+/// Moves the ready pipe off stdout (to a new close-on-exec descriptor) and points stdout at
+/// /dev/null.
+fn take_stdout() -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let fd = fcntl(1, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(std::io::Error::from)?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor nothing else owns.
+    let ready = unsafe { OwnedFd::from_raw_fd(fd) };
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    nix::unistd::dup2(null.as_raw_fd(), 1).map_err(std::io::Error::from)?;
+    Ok(ready)
+}
+
 fn prepare_process() -> Result<(), LaunchError> {
     let setup = |step| move |source| LaunchError::Setup { step, source };
-    process_setup::close_fds_from(READY_FD as u32 + 1).map_err(setup("closing inherited descriptors"))?;
     process_setup::detach().map_err(setup("detaching from the agent"))?;
     process_setup::reset_signals().map_err(setup("resetting signals"))?;
     process_setup::set_child_subreaper().map_err(setup("becoming a subreaper"))?;
@@ -170,7 +183,7 @@ fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
             step: "reading own start time",
             source: std::io::Error::other("no /proc entry"),
         })?;
-    atomic_write(
+    replace_file(
         &dir.join(files::PID),
         format!("{me} {start_time}\n").as_bytes(),
         0o644,
@@ -241,7 +254,7 @@ fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
         started_at,
     };
     let json = serde_json::to_vec(&record).unwrap_or_default();
-    if let Err(source) = atomic_write(&dir.join(files::STARTED), &json, 0o644) {
+    if let Err(source) = replace_file(&dir.join(files::STARTED), &json, 0o644) {
         kill_and_reap(init);
         delete_state(&config.libcontainer_root, &id);
         return Err(LaunchError::Setup {

@@ -3,18 +3,20 @@
 //! Process model (see ARCHITECTURE.md):
 //!
 //! ```text
-//! agent ── fork+exec ──▶ berth-shim start <dir>     (fd 3: the "ready" pipe back to the agent)
+//! agent ── posix_spawn ─▶ berth-shim start <dir>    (stdout: the "ready" pipe to the agent)
 //!                          │ fork, parent exits; child setsid()s: outlives the agent
 //!                          │ libcontainer build() + start()  (container init = our child)
-//!                          │ writes started.json, reports {"ok":..} or {"error":..} on fd 3
+//!                          │ writes started.json; {"error":..} on the ready pipe if it fails
 //!                          └ exec ──▶ berth-shim monitor ...   (same pid, lean: no serde
-//!                                       parsing, no libcontainer until the end)
+//!                                       parsing, no libcontainer until the end; reports
+//!                                       {"ok":..} on the ready pipe)
 //!                                       poll: signalfd, stdout/stderr pipes, control.sock,
 //!                                             stop deadline
 //!                                       init exits → kill what is left in its cgroup,
 //!                                       drain logs, write exit.json atomically,
 //!                                       libcontainer delete, exit
-//! agent ── fork+exec ──▶ berth-shim exec <dir> ... (one per exec; joins the container)
+//! agent ── posix_spawn ─▶ berth-shim exec <dir> ...  (one per exec; joins the container;
+//!                                                      outcome in exec-<pid>.status)
 //! ```
 //!
 //! Files in the shim directory are listed in [`crate::layout`]. The agent side is [`Shim`]
@@ -40,10 +42,9 @@ use serde::{Deserialize, Serialize};
 use crate::layout::{ContainerId, PodUid};
 
 pub use handle::{Shim, ShimError, SpawnOptions};
-pub(crate) use launch::READY_FD as STATUS_FD;
 pub(crate) use launch::delete_state as delete_libcontainer_state;
 pub use recover::{RecoveredContainer, RecoveredState, recover};
-pub use tenant::{ExecArgs, ExecStatus};
+pub use tenant::{ExecArgs, ExecStatus, status_path as exec_status_path};
 
 /// An error and its sources on one line (`a: b: c`), for logs and for messages that cross a
 /// process boundary.

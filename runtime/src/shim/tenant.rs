@@ -1,7 +1,8 @@
 //! `berth-shim exec <dir> [--env K=V]... [--cwd DIR] -- CMD [ARG]...`: run a process inside a
 //! running container with libcontainer's tenant builder. One short-lived process per exec,
-//! spawned by the agent; its stdin/stdout/stderr are the exec'd process's. Progress goes to
-//! fd 3 as JSON lines ([`ExecStatus`]).
+//! spawned by the agent; its stdin/stdout/stderr are the exec'd process's. The outcome
+//! ([`ExecStatus`]) is written to `<dir>/exec-<shim pid>.status` before the shim exits, so the
+//! agent can spawn it without passing extra descriptors (posix_spawn, no fork of the agent).
 //!
 //! The process gets the container's user, capabilities, no_new_privs and environment (the
 //! given variables override), and the container's seccomp filter: libcontainer's tenant path
@@ -9,9 +10,7 @@
 //! only be installed without CAP_SYS_ADMIN under no_new_privs, so an exec into a container
 //! that has a filter always runs with no_new_privs.
 
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -25,15 +24,13 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::executor::ContainerExecutor;
-use super::launch::{READY_FD, chain};
+use super::launch::chain;
 use super::{ShimConfig, files, process_setup};
 
-/// Progress of an exec, one JSON line each on fd 3.
+/// How an exec ended, as the exec shim records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecStatus {
-    /// The process runs (pid in the host's pid namespace).
-    Started { pid: i32 },
     /// The process ended.
     Exited { exit_code: i32, signal: Option<i32> },
     /// The process could not be started.
@@ -91,30 +88,34 @@ impl ExecArgs {
     }
 }
 
-fn report(status: &ExecStatus) {
-    let mut line = serde_json::to_vec(status).unwrap_or_default();
-    line.push(b'\n');
-    // SAFETY: fd 3 is the status pipe the agent set up; ManuallyDrop leaves it open.
-    let mut f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(READY_FD) });
-    let _ = f.write_all(&line);
+/// The file in which the exec shim with pid `pid` records its [`ExecStatus`].
+pub fn status_path(dir: &Path, pid: u32) -> std::path::PathBuf {
+    dir.join(format!("exec-{pid}.status"))
+}
+
+fn report(dir: &Path, status: &ExecStatus) {
+    let json = serde_json::to_vec(status).unwrap_or_default();
+    let path = status_path(dir, std::process::id());
+    if let Err(e) = crate::fsutil::replace_file(&path, &json, 0o600) {
+        eprintln!("berth-shim exec: recording the outcome in {}: {e}", path.display());
+    }
 }
 
 /// Entry point of `berth-shim exec`. Returns the process exit code: the exec'd process's
 /// code, 128 + signal, or 126 when it could not be started.
 pub fn exec_main(dir: &Path, words: &[String]) -> i32 {
-    let _ = process_setup::close_fds_from(READY_FD as u32 + 1);
+    let _ = process_setup::close_fds_from(3);
     let _ = process_setup::reset_signals();
     let _ = process_setup::block_handled_signals();
     let pid = match start(dir, words) {
         Ok(pid) => pid,
         Err(message) => {
-            report(&ExecStatus::Error { message });
+            report(dir, &ExecStatus::Error { message });
             return 126;
         }
     };
-    report(&ExecStatus::Started { pid: pid.as_raw() });
     let (exit_code, signal) = wait_forwarding(pid);
-    report(&ExecStatus::Exited { exit_code, signal });
+    report(dir, &ExecStatus::Exited { exit_code, signal });
     exit_code
 }
 
