@@ -103,6 +103,7 @@ fn delete_with(
     Command::Delete {
         key,
         precondition_uid: None,
+        precondition_resource_version: None,
         grace_period_seconds: grace,
         propagation,
         now,
@@ -319,6 +320,7 @@ fn preconditions_on_resource_version_and_uid_decide_conflicts() {
             Command::Delete {
                 key: key("ConfigMap", "db", "a"),
                 precondition_uid: Some("uid-a".into()),
+                precondition_resource_version: Some(1),
                 grace_period_seconds: None,
                 propagation: Propagation::Background,
                 now: T0,
@@ -330,6 +332,19 @@ fn preconditions_on_resource_version_and_uid_decide_conflicts() {
             Command::Delete {
                 key: key("ConfigMap", "db", "a"),
                 precondition_uid: Some("uid-b".into()),
+                precondition_resource_version: None,
+                grace_period_seconds: None,
+                propagation: Propagation::Background,
+                now: T0,
+            },
+            Some("Conflict"),
+        ),
+        (
+            "delete with a stale resourceVersion",
+            Command::Delete {
+                key: key("ConfigMap", "db", "a"),
+                precondition_uid: None,
+                precondition_resource_version: Some(9),
                 grace_period_seconds: None,
                 propagation: Propagation::Background,
                 now: T0,

@@ -470,3 +470,55 @@ async fn concurrent_proposals_all_commit_with_distinct_revisions() {
     assert_eq!(state.read_barrier().await.unwrap(), state.revision());
     state.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_the_outcome_without_changing_anything() {
+    let dir = TempDir::new().unwrap();
+    let state = open(config(&dir)).await;
+    create(&state, "db", "a", "1").await;
+    let before = dump(&state);
+    let revision = state.revision();
+
+    let preview = state
+        .dry_run(&Command::delete(
+            ObjectKey::new("ConfigMap", "db", "a"),
+            Timestamp::now(),
+        ))
+        .unwrap();
+    assert!(matches!(preview.outcome, Outcome::Removed(_)));
+    assert_eq!(preview.changes.len(), 1);
+    assert_eq!(preview.revision, revision + 1);
+    let refused = state
+        .dry_run(&Command::create(
+            config_map("db", "a", "2"),
+            uid(),
+            Timestamp::now(),
+        ))
+        .unwrap_err();
+    assert_eq!(refused.reason(), "AlreadyExists");
+
+    assert_eq!(dump(&state), before);
+    assert_eq!(state.revision(), revision);
+    state.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_end_and_proposals_fail_once_the_state_is_shut_down() {
+    let dir = TempDir::new().unwrap();
+    let state = open(config(&dir)).await;
+    let mut watch = state.watch(None, None, None).unwrap();
+    let mut changes = state.subscribe_changes();
+    state.shutdown().await;
+
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
+    assert!(changes.changed().await.is_err());
+    assert_eq!(
+        state.watch(None, None, None).unwrap_err(),
+        WatchError::Closed
+    );
+    let error = state.propose(Command::Noop).await.unwrap_err();
+    assert!(matches!(error, ProposeError::Shutdown), "{error:?}");
+}

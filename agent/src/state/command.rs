@@ -74,6 +74,8 @@ pub enum Command {
         key: ObjectKey,
         /// When set, the stored object's uid must equal it (else `Conflict`).
         precondition_uid: Option<String>,
+        /// When set, the stored object's resourceVersion must equal it (else `Conflict`).
+        precondition_resource_version: Option<Revision>,
         /// Overrides the grace period of a graceful pod deletion; 0 removes at once.
         grace_period_seconds: Option<i64>,
         /// What happens to dependents.
@@ -125,6 +127,7 @@ impl Command {
         Command::Delete {
             key,
             precondition_uid: None,
+            precondition_resource_version: None,
             grace_period_seconds: None,
             propagation: Propagation::Background,
             now,

@@ -43,7 +43,8 @@ pub struct StateConfig {
 
 impl StateConfig {
     /// Defaults sized for a small cluster: a 4 MiB cache, a snapshot every 1000 entries,
-    /// 1024 events of watch history and of watcher buffer.
+    /// 1024 events of watch history (most of them packed as JSON) and a 256-event queue per
+    /// watcher.
     pub fn new(data_dir: impl Into<PathBuf>, node_name: impl Into<String>) -> StateConfig {
         StateConfig {
             data_dir: data_dir.into(),
@@ -52,7 +53,7 @@ impl StateConfig {
             snapshot_after_entries: 1000,
             entries_kept_after_snapshot: 100,
             watch_history: 1024,
-            watch_buffer: 1024,
+            watch_buffer: 256,
             ready_timeout: Duration::from_secs(30),
         }
     }
@@ -165,6 +166,25 @@ struct Inner {
     node_id: NodeId,
     node_name: String,
     dir: PathBuf,
+}
+
+impl Drop for Inner {
+    /// A safety net for a state dropped without [`State::shutdown`]: stop raft in the
+    /// background so its tasks release the database.
+    fn drop(&mut self) {
+        let never_shut_down = self
+            .closed
+            .get_mut()
+            .map(|closed| closed.is_some())
+            .unwrap_or(false);
+        if never_shut_down && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            self.published.hub.close();
+            runtime.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -376,6 +396,16 @@ impl State {
         }
     }
 
+    /// What `command` would do if proposed now, without proposing it: the outcome and the
+    /// changes, at the revision it would likely get (the next one), or the rule it breaks.
+    /// For server-side dry runs; a real proposal may still differ if other commands commit
+    /// first.
+    pub fn dry_run(&self, command: &Command) -> Result<Applied, Rejection> {
+        precheck(command)?;
+        let objects = self.objects();
+        objects.preview(objects.revision() + 1, command)
+    }
+
     /// The object `kind` `namespace`/`name` (namespace empty for cluster-scoped kinds).
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
         self.objects()
@@ -383,8 +413,9 @@ impl State {
             .cloned()
     }
 
-    /// The objects of `kind` in `namespace` (all namespaces when `None`), in name order, and
-    /// the revision they are current at (a watch from it misses nothing).
+    /// The objects of `kind` in `namespace` (all namespaces when `None`), ordered by
+    /// namespace then name, and the revision they are current at (a watch from it misses
+    /// nothing).
     pub fn list(&self, kind: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, Revision) {
         let objects = self.objects();
         (
@@ -445,6 +476,7 @@ impl State {
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }
+        self.inner.published.hub.close();
         let closed = self
             .inner
             .closed

@@ -1,10 +1,14 @@
-//! Watches: a bounded history of changes and live fan-out to watchers.
+//! Watches: a bounded history of changes and live delivery to watchers.
 //!
-//! The state machine publishes the events of each applied command to the [`Hub`]: they are
-//! appended to a bounded history (so a watch can start from a recent revision) and sent on a
-//! bounded broadcast channel. Publishing never waits for a watcher: a watcher that falls more
-//! than the channel's capacity behind is dropped with [`WatchError::Lagged`] and must list
-//! again, as a Kubernetes client does after `410 Gone`.
+//! The state machine publishes the events of each applied command to the [`Hub`]. They are
+//! appended to a bounded history, so a watch can start from a recent revision, and offered to
+//! each matching watcher's bounded queue. Publishing never waits for a watcher: one whose
+//! queue is full is dropped with [`WatchError::Lagged`] and must list again, as a Kubernetes
+//! client does after `410 Gone`.
+//!
+//! Memory: queues hold only what their watcher has not read yet. The history keeps its most
+//! recent events as shared objects and packs older ones into their JSON bytes (about a tenth
+//! of the memory of a parsed object); replaying them from the history parses them again.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -15,10 +19,13 @@ use futures_util::Stream;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::Revision;
 use super::machine::Objects;
+
+/// History events younger than this stay parsed; older ones are packed.
+const PARSED_HISTORY: usize = 32;
 
 /// What happened to an object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -46,19 +53,6 @@ pub struct WatchEvent {
     pub revision: Revision,
 }
 
-impl WatchEvent {
-    fn matches(&self, kind: Option<&str>, namespace: Option<&str>) -> bool {
-        let object_kind = self.object.get("kind").and_then(Value::as_str);
-        let object_namespace = self
-            .object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        kind.is_none_or(|kind| object_kind == Some(kind))
-            && namespace.is_none_or(|namespace| object_namespace == namespace)
-    }
-}
-
 /// Why a watch cannot start or cannot continue. In every case the watcher should list again
 /// and watch from the list's revision (Kubernetes answers these with `410 Gone`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -73,11 +67,11 @@ pub enum WatchError {
         /// The oldest revision a watch can start from now.
         oldest: Revision,
     },
-    /// The watcher did not keep up and missed events.
-    #[error("watcher fell behind by {missed} events and was dropped; list again")]
+    /// The watcher did not keep up: its queue filled and it was dropped.
+    #[error("watcher fell more than {buffer} events behind and was dropped; list again")]
     Lagged {
-        /// How many events it missed.
-        missed: u64,
+        /// The size of a watcher's queue.
+        buffer: usize,
     },
     /// The state was replaced wholesale (a raft snapshot was installed), so no event stream
     /// can describe the change.
@@ -86,12 +80,9 @@ pub enum WatchError {
         /// The revision of the installed snapshot.
         revision: Revision,
     },
-}
-
-#[derive(Clone, Debug)]
-enum Message {
-    Event(WatchEvent),
-    Reset(Revision),
+    /// The state is shut down.
+    #[error("the state is shut down")]
+    Closed,
 }
 
 /// Sizes of the watch machinery.
@@ -103,34 +94,133 @@ pub(crate) struct HubLimits {
     pub buffer: usize,
 }
 
+/// What a watch selects.
+#[derive(Clone, Debug)]
+struct Filter {
+    kind: Option<String>,
+    namespace: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, kind: &str, namespace: &str) -> bool {
+        self.kind.as_deref().is_none_or(|wanted| wanted == kind)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|wanted| wanted == namespace)
+    }
+
+    fn matches_object(&self, object: &Value) -> bool {
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        self.matches(kind, namespace)
+    }
+}
+
+enum HistoryObject {
+    Parsed(Arc<Value>),
+    Packed(Box<[u8]>),
+}
+
+struct HistoryEvent {
+    type_: EventType,
+    revision: Revision,
+    kind: String,
+    namespace: String,
+    object: HistoryObject,
+}
+
+impl HistoryEvent {
+    fn new(event: &WatchEvent) -> HistoryEvent {
+        let field = |pointer: &str| {
+            event
+                .object
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        HistoryEvent {
+            type_: event.type_,
+            revision: event.revision,
+            kind: field("/kind"),
+            namespace: field("/metadata/namespace"),
+            object: HistoryObject::Parsed(event.object.clone()),
+        }
+    }
+
+    fn pack(&mut self) {
+        if let HistoryObject::Parsed(object) = &self.object {
+            let bytes = serde_json::to_vec(object.as_ref()).expect("a JSON value serialises");
+            self.object = HistoryObject::Packed(bytes.into_boxed_slice());
+        }
+    }
+
+    fn to_event(&self) -> WatchEvent {
+        let object = match &self.object {
+            HistoryObject::Parsed(object) => object.clone(),
+            HistoryObject::Packed(bytes) => {
+                Arc::new(serde_json::from_slice(bytes).expect("packed history is valid JSON"))
+            }
+        };
+        WatchEvent {
+            type_: self.type_,
+            object,
+            revision: self.revision,
+        }
+    }
+}
+
+/// The why of a watch's end, set before its queue is dropped.
+type Ending = Arc<Mutex<Option<WatchError>>>;
+
+struct Watcher {
+    filter: Filter,
+    queue: mpsc::Sender<WatchEvent>,
+    ending: Ending,
+}
+
 struct HubInner {
-    history: VecDeque<WatchEvent>,
+    history: VecDeque<HistoryEvent>,
     /// Watches may start from this revision or any later one: every event after it is either
     /// in `history` or not yet published.
     oldest: Revision,
-    sender: broadcast::Sender<Message>,
+    /// The latest revision that changed objects.
+    changed: Revision,
+    watchers: Vec<Watcher>,
+    /// `None` once closed: live watches end, new ones are refused.
+    changes: Option<watch::Sender<Revision>>,
 }
 
 /// The publisher side of watches, owned by the state machine store.
 pub(crate) struct Hub {
     inner: Mutex<HubInner>,
     limits: HubLimits,
-    changes: watch::Sender<Revision>,
 }
 
 impl Hub {
     /// A hub whose history starts at `revision` (the revision recovered from disk).
     pub(crate) fn new(revision: Revision, limits: HubLimits) -> Hub {
-        let (sender, _) = broadcast::channel(limits.buffer.max(1));
         Hub {
             inner: Mutex::new(HubInner {
                 history: VecDeque::new(),
                 oldest: revision,
-                sender,
+                changed: revision,
+                watchers: Vec::new(),
+                changes: Some(watch::channel(revision).0),
             }),
-            limits,
-            changes: watch::channel(revision).0,
+            limits: HubLimits {
+                history: limits.history,
+                buffer: limits.buffer.max(1),
+            },
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
+        self.inner.lock().expect("watch hub lock poisoned")
     }
 
     /// Publishes the events of applied commands, in revision order.
@@ -138,35 +228,68 @@ impl Hub {
         let Some(last) = events.last().map(|event| event.revision) else {
             return;
         };
-        {
-            let mut inner = self.inner.lock().expect("watch hub lock poisoned");
-            for event in events {
-                inner.history.push_back(event.clone());
-                while inner.history.len() > self.limits.history {
-                    let evicted = inner.history.pop_front().expect("history is not empty");
-                    inner.oldest = inner.oldest.max(evicted.revision);
+        let mut inner = self.lock();
+        let buffer = self.limits.buffer;
+        for event in events {
+            let entry = HistoryEvent::new(&event);
+            inner.watchers.retain(|watcher| {
+                if !watcher.filter.matches(&entry.kind, &entry.namespace) {
+                    return !watcher.queue.is_closed();
                 }
-                // An error only means nobody is watching.
-                let _ = inner.sender.send(Message::Event(event));
+                match watcher.queue.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        *watcher.ending.lock().expect("watch ending lock poisoned") =
+                            Some(WatchError::Lagged { buffer });
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                }
+            });
+            inner.history.push_back(entry);
+            if let Some(aged) = inner.history.len().checked_sub(PARSED_HISTORY + 1) {
+                inner.history[aged].pack();
+            }
+            while inner.history.len() > self.limits.history {
+                let evicted = inner.history.pop_front().expect("history is not empty");
+                inner.oldest = inner.oldest.max(evicted.revision);
             }
         }
-        self.changes.send_replace(last);
+        inner.changed = last;
+        if let Some(changes) = &inner.changes {
+            changes.send_replace(last);
+        }
     }
 
     /// Ends every watch with [`WatchError::Reset`] and restarts the history at `revision`.
     pub(crate) fn reset(&self, revision: Revision) {
-        {
-            let mut inner = self.inner.lock().expect("watch hub lock poisoned");
-            inner.history.clear();
-            inner.oldest = revision;
-            let _ = inner.sender.send(Message::Reset(revision));
+        let mut inner = self.lock();
+        inner.history.clear();
+        inner.oldest = revision;
+        inner.changed = revision;
+        for watcher in inner.watchers.drain(..) {
+            *watcher.ending.lock().expect("watch ending lock poisoned") =
+                Some(WatchError::Reset { revision });
         }
-        self.changes.send_replace(revision);
+        if let Some(changes) = &inner.changes {
+            changes.send_replace(revision);
+        }
     }
 
-    /// A receiver of the revision of the latest change.
+    /// Ends every watch (their streams end) and every change subscription.
+    pub(crate) fn close(&self) {
+        let mut inner = self.lock();
+        inner.watchers.clear();
+        inner.changes = None;
+    }
+
+    /// A receiver of the revision of the latest change (closed once the hub is).
     pub(crate) fn subscribe_changes(&self) -> watch::Receiver<Revision> {
-        self.changes.subscribe()
+        let inner = self.lock();
+        match &inner.changes {
+            Some(changes) => changes.subscribe(),
+            None => watch::channel(inner.changed).1,
+        }
     }
 
     /// Opens a watch of `kind` and `namespace` (all when `None`).
@@ -181,9 +304,16 @@ impl Hub {
         namespace: Option<&str>,
         from: Option<Revision>,
     ) -> Result<WatchStream, WatchError> {
+        let filter = Filter {
+            kind: kind.map(str::to_string),
+            namespace: namespace.map(str::to_string),
+        };
         // The hub lock orders this against `publish`: every event is either in the replay
-        // collected here, or is sent after the subscription below.
-        let inner = self.inner.lock().expect("watch hub lock poisoned");
+        // collected here, or is offered to the queue registered below.
+        let mut inner = self.lock();
+        if inner.changes.is_none() {
+            return Err(WatchError::Closed);
+        }
         let (replay, after) = match from {
             Some(from) => {
                 if from < inner.oldest {
@@ -195,8 +325,10 @@ impl Hub {
                 let replay: Vec<WatchEvent> = inner
                     .history
                     .iter()
-                    .filter(|event| event.revision > from && event.matches(kind, namespace))
-                    .cloned()
+                    .filter(|entry| {
+                        entry.revision > from && filter.matches(&entry.kind, &entry.namespace)
+                    })
+                    .map(HistoryEvent::to_event)
                     .collect();
                 (replay, from)
             }
@@ -205,7 +337,7 @@ impl Hub {
                 let revision = objects.revision();
                 let replay = objects
                     .iter()
-                    .filter(|(key, _)| key.matches(kind, namespace))
+                    .filter(|(key, _)| filter.matches(&key.kind, &key.namespace))
                     .map(|(_, object)| WatchEvent {
                         type_: EventType::Added,
                         object: object.clone(),
@@ -215,24 +347,24 @@ impl Hub {
                 (replay, revision)
             }
         };
-        let receiver = inner.sender.subscribe();
+        let (queue, receiver) = mpsc::channel(self.limits.buffer);
+        let ending = Ending::default();
+        inner.watchers.push(Watcher {
+            filter: filter.clone(),
+            queue,
+            ending: ending.clone(),
+        });
         drop(inner);
-        Ok(WatchStream::new(
-            replay,
-            receiver,
-            after,
-            kind.map(str::to_string),
-            namespace.map(str::to_string),
-        ))
+        Ok(WatchStream::new(replay, receiver, ending, after, filter))
     }
 }
 
 struct Live {
-    receiver: broadcast::Receiver<Message>,
+    receiver: mpsc::Receiver<WatchEvent>,
+    ending: Ending,
     /// Events at or before this revision were already delivered (by the replay).
     after: Revision,
-    kind: Option<String>,
-    namespace: Option<String>,
+    filter: Filter,
     done: bool,
 }
 
@@ -245,16 +377,16 @@ pub struct WatchStream {
 impl WatchStream {
     fn new(
         replay: Vec<WatchEvent>,
-        receiver: broadcast::Receiver<Message>,
+        receiver: mpsc::Receiver<WatchEvent>,
+        ending: Ending,
         after: Revision,
-        kind: Option<String>,
-        namespace: Option<String>,
+        filter: Filter,
     ) -> WatchStream {
         let live = Live {
             receiver,
+            ending,
             after,
-            kind,
-            namespace,
+            filter,
             done: false,
         };
         let live = stream::unfold(live, |mut live| async move {
@@ -263,22 +395,21 @@ impl WatchStream {
             }
             loop {
                 match live.receiver.recv().await {
-                    Ok(Message::Event(event)) => {
-                        if event.revision > live.after
-                            && event.matches(live.kind.as_deref(), live.namespace.as_deref())
+                    Some(event) => {
+                        if event.revision > live.after && live.filter.matches_object(&event.object)
                         {
                             return Some((Ok(event), live));
                         }
                     }
-                    Ok(Message::Reset(revision)) => {
+                    None => {
                         live.done = true;
-                        return Some((Err(WatchError::Reset { revision }), live));
+                        let ending = live
+                            .ending
+                            .lock()
+                            .expect("watch ending lock poisoned")
+                            .take();
+                        return ending.map(|error| (Err(error), live));
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        live.done = true;
-                        return Some((Err(WatchError::Lagged { missed }), live));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
         });

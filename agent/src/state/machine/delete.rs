@@ -8,17 +8,25 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::check_resource_version;
 use super::meta::{self, FOREGROUND_DELETION};
 use super::txn::Txn;
+use crate::state::Revision;
 use crate::state::command::Propagation;
 use crate::state::key::ObjectKey;
 use crate::state::outcome::{Outcome, Rejection};
 use crate::state::time::Timestamp;
 
+/// What the stored object must match for a delete to proceed.
+pub(super) struct Preconditions<'c> {
+    pub(super) uid: Option<&'c str>,
+    pub(super) resource_version: Option<Revision>,
+}
+
 pub(super) fn delete(
     txn: &mut Txn<'_>,
     key: &ObjectKey,
-    precondition_uid: Option<&str>,
+    preconditions: Preconditions<'_>,
     grace_period_seconds: Option<i64>,
     propagation: Propagation,
     now: Timestamp,
@@ -26,7 +34,8 @@ pub(super) fn delete(
     let stored = txn
         .get(key)
         .ok_or_else(|| Rejection::NotFound { key: key.clone() })?;
-    if let Some(expected) = precondition_uid
+    check_resource_version(key, &stored, preconditions.resource_version)?;
+    if let Some(expected) = preconditions.uid
         && meta::uid(&stored) != expected
     {
         return Err(Rejection::UidConflict {

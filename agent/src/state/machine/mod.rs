@@ -134,6 +134,18 @@ impl Objects {
         })
     }
 
+    /// What applying `command` as the log entry at `revision` would do, without changing
+    /// anything (for server-side dry runs).
+    pub fn preview(&self, revision: Revision, command: &Command) -> Result<Applied, Rejection> {
+        let mut txn = Txn::new(self, revision);
+        let outcome = run(&mut txn, command)?;
+        Ok(Applied {
+            revision,
+            outcome,
+            changes: txn.into_changes(),
+        })
+    }
+
     fn install(&mut self, changes: &[WatchEvent]) {
         for change in changes {
             let key = ObjectKey::of(&change.object).expect("changed objects have keys");
@@ -199,13 +211,17 @@ fn run(txn: &mut Txn<'_>, command: &Command) -> Result<Outcome, Rejection> {
         Command::Delete {
             key,
             precondition_uid,
+            precondition_resource_version,
             grace_period_seconds,
             propagation,
             now,
         } => delete::delete(
             txn,
             key,
-            precondition_uid.as_deref(),
+            delete::Preconditions {
+                uid: precondition_uid.as_deref(),
+                resource_version: *precondition_resource_version,
+            },
             *grace_period_seconds,
             *propagation,
             *now,

@@ -105,6 +105,17 @@ pub enum StoreError {
     },
 }
 
+/// One write to the raft log or its metadata.
+pub(crate) enum LogOp<'a> {
+    Append(&'a [Entry]),
+    Vote(Vote<NodeId>),
+    Committed(Option<LogId<NodeId>>),
+    /// Delete the entries from this index on.
+    Truncate(u64),
+    /// Delete the entries up to and including this id, and record it as purged.
+    Purge(LogId<NodeId>),
+}
+
 /// What the state machine recovers from disk.
 pub(crate) struct MachineRecord {
     pub objects: Vec<Arc<Value>>,
@@ -159,10 +170,16 @@ impl Store {
             path: path.clone(),
             source,
         };
+        let created = !path.exists();
         let mut db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(open_error)?;
+        if created {
+            // Make the new file's directory entry durable, or a power cut could lose the
+            // whole database (and this host's node id) even after fsync'd commits.
+            sync_directory(dir)?;
+        }
         let clean = db.check_integrity().map_err(open_error)?;
         if !clean {
             let note = format!(
@@ -327,50 +344,14 @@ impl Store {
             .map(Some)
     }
 
-    fn write_meta<T: Serialize>(
-        &self,
-        operation: &'static str,
-        key: &str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<(), StoreError> {
-        let bytes = self.encode(key, value)?;
-        self.write(operation, durability, |txn| {
-            let failed = self.failed(operation);
-            let mut table = txn.open_table(RAFT).map_err(|e| failed(e.into()))?;
-            table
-                .insert(key, bytes.as_slice())
-                .map_err(|e| failed(e.into()))?;
-            Ok(())
-        })
-    }
-
     pub(crate) fn read_vote(&self) -> Result<Option<Vote<NodeId>>, StoreError> {
         self.read_meta(RAFT, "vote")
-    }
-
-    /// Stores the vote durably (fsync before returning).
-    pub(crate) fn save_vote(&self, vote: &Vote<NodeId>) -> Result<(), StoreError> {
-        self.write_meta("save the vote", "vote", vote, Durability::Immediate)
     }
 
     pub(crate) fn read_committed(&self) -> Result<Option<LogId<NodeId>>, StoreError> {
         Ok(self
             .read_meta::<Option<LogId<NodeId>>>(RAFT, "committed")?
             .flatten())
-    }
-
-    /// Stores the committed log id; durable with the next Immediate commit (see module docs).
-    pub(crate) fn save_committed(
-        &self,
-        committed: &Option<LogId<NodeId>>,
-    ) -> Result<(), StoreError> {
-        self.write_meta(
-            "save the committed log id",
-            "committed",
-            committed,
-            Durability::None,
-        )
     }
 
     // ----- raft log -----
@@ -420,48 +401,59 @@ impl Store {
         Ok(entries)
     }
 
-    /// Appends entries durably (fsync before returning).
-    pub(crate) fn append(&self, entries: &[Entry]) -> Result<(), StoreError> {
-        let encoded = entries
-            .iter()
-            .map(|entry| Ok((entry.log_id.index, self.encode("a raft log entry", entry)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.write("append to the raft log", Durability::Immediate, |txn| {
-            let failed = self.failed("append to the raft log");
-            let mut table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
-            for (index, bytes) in &encoded {
-                table
-                    .insert(index, bytes.as_slice())
-                    .map_err(|e| failed(e.into()))?;
+    /// Performs log writes in order in one transaction. It is fsync'd unless it only records
+    /// committed ids (those become durable with the next fsync'd commit, see module docs).
+    pub(crate) fn write_log(&self, ops: &[LogOp<'_>]) -> Result<(), StoreError> {
+        let durability = if ops.iter().all(|op| matches!(op, LogOp::Committed(_))) {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+        let mut encoded_entries = Vec::new();
+        for op in ops {
+            if let LogOp::Append(entries) = op {
+                for entry in *entries {
+                    encoded_entries.push(self.encode("a raft log entry", entry)?);
+                }
             }
-            Ok(())
-        })
-    }
-
-    /// Deletes the entries from `index` on, durably.
-    pub(crate) fn truncate(&self, index: u64) -> Result<(), StoreError> {
-        self.write("truncate the raft log", Durability::Immediate, |txn| {
-            let failed = self.failed("truncate the raft log");
-            let mut table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
-            table
-                .retain_in(index.., |_, _| false)
-                .map_err(|e| failed(e.into()))?;
-            Ok(())
-        })
-    }
-
-    /// Deletes the entries up to and including `log_id` and records it as purged, durably.
-    pub(crate) fn purge(&self, log_id: &LogId<NodeId>) -> Result<(), StoreError> {
-        let bytes = self.encode("the last purged log id", log_id)?;
-        self.write("purge the raft log", Durability::Immediate, |txn| {
-            let failed = self.failed("purge the raft log");
+        }
+        let mut encoded = encoded_entries.iter();
+        self.write("write the raft log", durability, |txn| {
+            let failed = self.failed("write the raft log");
+            let mut log = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
             let mut meta = txn.open_table(RAFT).map_err(|e| failed(e.into()))?;
-            meta.insert("last_purged", bytes.as_slice())
-                .map_err(|e| failed(e.into()))?;
-            let mut table = txn.open_table(LOG).map_err(|e| failed(e.into()))?;
-            table
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(|e| failed(e.into()))?;
+            for op in ops {
+                match op {
+                    LogOp::Append(entries) => {
+                        for entry in *entries {
+                            let bytes = encoded.next().expect("every entry was encoded");
+                            log.insert(entry.log_id.index, bytes.as_slice())
+                                .map_err(|e| failed(e.into()))?;
+                        }
+                    }
+                    LogOp::Vote(vote) => {
+                        let bytes = self.encode("the vote", vote)?;
+                        meta.insert("vote", bytes.as_slice())
+                            .map_err(|e| failed(e.into()))?;
+                    }
+                    LogOp::Committed(committed) => {
+                        let bytes = self.encode("the committed log id", committed)?;
+                        meta.insert("committed", bytes.as_slice())
+                            .map_err(|e| failed(e.into()))?;
+                    }
+                    LogOp::Truncate(index) => {
+                        log.retain_in(*index.., |_, _| false)
+                            .map_err(|e| failed(e.into()))?;
+                    }
+                    LogOp::Purge(log_id) => {
+                        let bytes = self.encode("the last purged log id", log_id)?;
+                        meta.insert("last_purged", bytes.as_slice())
+                            .map_err(|e| failed(e.into()))?;
+                        log.retain_in(..=log_id.index, |_, _| false)
+                            .map_err(|e| failed(e.into()))?;
+                    }
+                }
+            }
             Ok(())
         })
     }
@@ -619,6 +611,15 @@ impl Store {
             Ok(())
         })
     }
+}
+
+fn sync_directory(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// Takes an exclusive `flock` on `<dir>/lock` and records this process's pid in it.

@@ -118,6 +118,20 @@ impl RaftStateMachine<TypeConfig> for MachineStore {
                     }
                     EntryPayload::Normal(command) => {
                         let result = objects.execute(revision, &command);
+                        match &result {
+                            Ok(applied) => tracing::debug!(
+                                revision,
+                                verb = command.verb(),
+                                changes = applied.changes.len(),
+                                "applied a command"
+                            ),
+                            Err(rejection) => tracing::debug!(
+                                revision,
+                                verb = command.verb(),
+                                %rejection,
+                                "refused a command"
+                            ),
+                        }
                         if let Ok(applied) = &result {
                             for event in &applied.changes {
                                 let key = ObjectKey::of(&event.object)
