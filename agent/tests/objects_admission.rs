@@ -445,10 +445,6 @@ fn harmless_unsupported_fields_are_warnings_and_kubectl_defaults_are_silent() {
             "spec.containers[0].securityContext.appArmorProfile: ignored by berth",
         ),
         (
-            edit(&pod(), &[("/spec/enableServiceLinks", json!(true))]),
-            "spec.enableServiceLinks: ignored: berth injects no service environment variables ({SVC}_SERVICE_HOST); use DNS names",
-        ),
-        (
             edit(
                 &stateful_set(),
                 &[(
@@ -485,6 +481,7 @@ fn harmless_unsupported_fields_are_warnings_and_kubectl_defaults_are_silent() {
             ("/spec/containers/0/imagePullPolicy", json!("IfNotPresent")),
             ("/spec/containers/0/resources", json!({})),
             ("/spec/serviceAccountName", json!("default")),
+            ("/spec/enableServiceLinks", json!(true)),
             ("/status", json!({"phase": "Running", "podIP": "10.0.0.5"})),
         ],
     );
@@ -719,6 +716,70 @@ fn defaults_are_the_api_servers() {
             "/metadata/labels",
             json!({"kubernetes.io/metadata.name": "db"}),
         ),
+        (
+            pod(),
+            "/status",
+            json!({"phase": "Pending", "qosClass": "BestEffort"}),
+        ),
+        (
+            edit(
+                &pod(),
+                &[(
+                    "/spec/containers/0/resources",
+                    json!({"limits": {"cpu": "500m", "memory": "256Mi"}}),
+                )],
+            ),
+            "/status/qosClass",
+            json!("Guaranteed"),
+        ),
+        (
+            edit(
+                &pod(),
+                &[(
+                    "/spec/containers/0/resources",
+                    json!({"requests": {"cpu": "0.5", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}),
+                )],
+            ),
+            "/status/qosClass",
+            json!("Guaranteed"),
+        ),
+        (
+            edit(
+                &pod(),
+                &[(
+                    "/spec/containers/0/resources",
+                    json!({"requests": {"memory": "256Mi"}}),
+                )],
+            ),
+            "/status/qosClass",
+            json!("Burstable"),
+        ),
+        (
+            edit(
+                &pod(),
+                &[(
+                    "/spec/containers/0/resources",
+                    json!({"limits": {"memory": "256Mi"}}),
+                )],
+            ),
+            "/status/qosClass",
+            json!("Burstable"),
+        ),
+        (
+            edit(
+                &pod(),
+                &[("/status", json!({"phase": "Running", "podIP": "10.0.0.7"}))],
+            ),
+            "/status",
+            json!({"phase": "Pending", "qosClass": "BestEffort"}),
+        ),
+        (
+            edit(&stateful_set(), &[("/status", json!({"replicas": 3}))]),
+            "/status",
+            Value::Null,
+        ),
+        (stateful_set(), "/metadata/generation", json!(1)),
+        (config_map(), "/metadata/generation", Value::Null),
         (pod(), "/metadata/uid", json!(UID)),
         (
             pod(),
@@ -1606,6 +1667,39 @@ fn updates_may_change_only_what_kubernetes_allows_plus_berths_two_relaxations() 
             (Err(error), None) => panic!("update {edits:?} was refused: {error}"),
         }
     }
+}
+
+#[test]
+fn the_generation_counts_spec_changes_only() {
+    let first = stored(&stateful_set());
+    let relabelled = admit_update(
+        &first,
+        &edit(
+            &stateful_set(),
+            &[("/metadata/labels", json!({"team": "db"}))],
+        ),
+    )
+    .unwrap();
+    assert_eq!(relabelled.object.metadata().generation, Some(1));
+    let scaled = admit_update(
+        &relabelled.object,
+        &edit(&stateful_set(), &[("/spec/replicas", json!(5))]),
+    )
+    .unwrap();
+    assert_eq!(scaled.object.metadata().generation, Some(2));
+    // A client cannot set it.
+    let forged = admit_update(
+        &scaled.object,
+        &edit(
+            &stateful_set(),
+            &[
+                ("/spec/replicas", json!(5)),
+                ("/metadata/generation", json!(40)),
+            ],
+        ),
+    )
+    .unwrap();
+    assert_eq!(forged.object.metadata().generation, Some(2));
 }
 
 #[test]

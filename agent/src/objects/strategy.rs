@@ -5,10 +5,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    NamespaceStatus, PersistentVolumeClaimStatus, PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
 use super::names::generate_name;
 use super::object::Object;
+use super::quantity::Quantity;
 
 /// Label the generated Job selector matches (the Job's uid).
 pub const JOB_CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
@@ -43,12 +48,117 @@ pub fn prepare_for_create(object: &mut Object, context: &CreateContext) {
     }
     meta.uid = Some(context.uid.clone());
     meta.creation_timestamp = Some(Time(context.now));
-    meta.generation = Some(1);
+    meta.generation = None;
     meta.resource_version = None;
     meta.deletion_timestamp = None;
     meta.deletion_grace_period_seconds = None;
+    if tracks_generation(object) {
+        object.metadata_mut().generation = Some(1);
+    }
+    reset_status(object);
     if let Object::Job(job) = object {
         generate_job_selector(job);
+    }
+}
+
+/// A new object's status is the system's to write, not the client's (an exported manifest
+/// carries the old object's status): it starts as Kubernetes starts it. Nodes keep theirs, as
+/// in Kubernetes, because a node registers with its status.
+fn reset_status(object: &mut Object) {
+    match object {
+        Object::Pod(pod) => {
+            let qos_class = pod.spec.as_ref().map(qos_class);
+            pod.status = Some(PodStatus {
+                phase: Some("Pending".to_owned()),
+                qos_class: qos_class.map(str::to_owned),
+                ..Default::default()
+            });
+        }
+        Object::Namespace(namespace) => {
+            namespace.status = Some(NamespaceStatus {
+                phase: Some("Active".to_owned()),
+                ..Default::default()
+            });
+        }
+        Object::PersistentVolumeClaim(claim) => {
+            claim.status = Some(PersistentVolumeClaimStatus {
+                phase: Some("Pending".to_owned()),
+                ..Default::default()
+            });
+        }
+        Object::Service(service) => service.status = None,
+        Object::StatefulSet(set) => set.status = None,
+        Object::DaemonSet(set) => set.status = None,
+        Object::Job(job) => job.status = None,
+        Object::CronJob(cron_job) => cron_job.status = None,
+        Object::ConfigMap(_)
+        | Object::Secret(_)
+        | Object::Node(_)
+        | Object::Event(_)
+        | Object::EventsEvent(_)
+        | Object::ControllerRevision(_) => {}
+    }
+}
+
+/// A pod's quality-of-service class, as Kubernetes computes it (`GetPodQOS`) from the CPU and
+/// memory requests and limits of all its containers (after defaulting).
+pub fn qos_class(spec: &PodSpec) -> &'static str {
+    let mut requests = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    let mut guaranteed = true;
+    for container in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        let resources = container.resources.as_ref();
+        let nonzero = |map: Option<&BTreeMap<String, ApiQuantity>>| -> BTreeMap<String, Quantity> {
+            map.into_iter()
+                .flatten()
+                .filter(|(name, _)| *name == "cpu" || *name == "memory")
+                .filter_map(|(name, q)| Some((name.clone(), Quantity::parse(&q.0).ok()?)))
+                .filter(|(_, q)| !q.is_zero())
+                .collect()
+        };
+        let container_requests = nonzero(resources.and_then(|r| r.requests.as_ref()));
+        let container_limits = nonzero(resources.and_then(|r| r.limits.as_ref()));
+        if !(container_limits.contains_key("cpu") && container_limits.contains_key("memory")) {
+            guaranteed = false;
+        }
+        for (name, quantity) in container_requests {
+            let total = requests.entry(name).or_insert(Vec::new());
+            total.push(quantity);
+        }
+        for (name, quantity) in container_limits {
+            let total = limits.entry(name).or_insert(Vec::new());
+            total.push(quantity);
+        }
+        // Guaranteed needs every container's requests to equal its limits.
+        let same = |name: &str| {
+            let request = resources
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|m| m.get(name));
+            let limit = resources
+                .and_then(|r| r.limits.as_ref())
+                .and_then(|m| m.get(name));
+            match (request, limit) {
+                (Some(request), Some(limit)) => {
+                    Quantity::parse(&request.0).ok() == Quantity::parse(&limit.0).ok()
+                }
+                (None, Some(_)) => true,
+                _ => false,
+            }
+        };
+        if !(same("cpu") && same("memory")) {
+            guaranteed = false;
+        }
+    }
+    if requests.is_empty() && limits.is_empty() {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
     }
 }
 
@@ -89,6 +199,7 @@ pub fn generate_job_selector(job: &mut Job) {
 /// generated selector and pod labels.
 pub fn prepare_for_update(old: &Object, new: &mut Object) {
     let old_meta = old.metadata();
+    carry_job_selector(old, new);
     let meta = new.metadata_mut();
     if meta.uid.is_none() {
         meta.uid = old_meta.uid.clone();
@@ -96,9 +207,39 @@ pub fn prepare_for_update(old: &Object, new: &mut Object) {
     if meta.creation_timestamp.is_none() {
         meta.creation_timestamp = old_meta.creation_timestamp.clone();
     }
-    if meta.generation.is_none() {
-        meta.generation = old_meta.generation;
+    // The generation is the system's: it counts changes of the spec, as Kubernetes counts them.
+    if tracks_generation(new) {
+        let spec_changed = old.to_value().get("spec") != new_spec(new).as_ref();
+        let old_generation = old.metadata().generation.unwrap_or(1);
+        new.metadata_mut().generation = Some(if spec_changed {
+            old_generation + 1
+        } else {
+            old_generation
+        });
+    } else {
+        new.metadata_mut().generation = None;
     }
+}
+
+/// Kinds whose `metadata.generation` counts spec changes (controllers report
+/// `status.observedGeneration` against it).
+fn tracks_generation(object: &Object) -> bool {
+    matches!(
+        object,
+        Object::Pod(_)
+            | Object::StatefulSet(_)
+            | Object::DaemonSet(_)
+            | Object::Job(_)
+            | Object::CronJob(_)
+    )
+}
+
+fn new_spec(object: &Object) -> Option<serde_json::Value> {
+    object.to_value().get("spec").cloned()
+}
+
+/// A re-applied Job manifest keeps the selector and pod labels generated at creation.
+fn carry_job_selector(old: &Object, new: &mut Object) {
     if let (Object::Job(old_job), Object::Job(new_job)) = (old, new) {
         let manual = new_job.spec.as_ref().and_then(|s| s.manual_selector) == Some(true);
         let old_spec = old_job.spec.as_ref();

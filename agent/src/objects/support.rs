@@ -279,12 +279,9 @@ fn check_pod_spec(spec: &PodSpec, path: &FieldPath, support: &mut Support) {
             "ignored: berth mounts no service account token",
         );
     }
-    if spec.enable_service_links == Some(true) {
-        support.warn(
-            &path.child("enableServiceLinks"),
-            "ignored: berth injects no service environment variables ({SVC}_SERVICE_HOST); use DNS names",
-        );
-    }
+    // `enableServiceLinks` is silent either way: `true` is the default every stored Pod carries
+    // (a warning would repeat on every update), and Kubernetes injects no variables for
+    // headless services, which is what every berth service is.
     if let Some(affinity) = spec.affinity.as_ref() {
         check_affinity(affinity, &path.child("affinity"), support);
     }
