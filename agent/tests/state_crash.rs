@@ -307,7 +307,8 @@ async fn a_damaged_database_tail_is_recovered_or_refused_naming_the_file() {
     let pristine = source.path().join("state").join("state.redb");
     let size = std::fs::metadata(&pristine).unwrap().len();
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>)> = vec![
+    type Damage = Box<dyn FnOnce(&Path)>;
+    let cases: Vec<(&str, Damage)> = vec![
         ("truncated by 1 byte", Box::new(truncate_by(1))),
         ("truncated by 100 bytes", Box::new(truncate_by(100))),
         ("truncated by one page", Box::new(truncate_by(4096))),

@@ -240,7 +240,8 @@ fn update_replaces_spec_and_metadata_but_keeps_status_and_identity() {
 #[test]
 fn generation_moves_only_when_something_outside_metadata_and_status_changes() {
     // (what changes, expected generation after the update)
-    let cases: Vec<(&str, fn(&mut Value), i64)> = vec![
+    type Change = fn(&mut Value);
+    let cases: Vec<(&str, Change, i64)> = vec![
         ("labels", |o| o["metadata"]["labels"] = json!({"x": "y"}), 1),
         (
             "annotations",

@@ -211,7 +211,7 @@ impl State {
         let open_dir = dir.clone();
         let (mut store, node_id, record) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&open_dir, cache_bytes)?;
-            let node_id = store.node_id()?;
+            let node_id = store.node_id();
             let record = store.load_machine()?;
             Ok::<_, StoreError>((store, node_id, record))
         })

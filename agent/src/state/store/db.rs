@@ -38,41 +38,54 @@ const FORMAT: u64 = 1;
 
 /// Failures of the state database and its directory. Each names the file.
 #[derive(Debug, thiserror::Error)]
-#[allow(missing_docs)]
+#[allow(missing_docs)] // the fields are the file and the cause, named alike everywhere
 pub enum StoreError {
+    /// The state directory could not be created (or synced).
     #[error("cannot create state directory {path}")]
     CreateDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// The lock file could not be opened or written.
     #[error("cannot open lock file {path}")]
     LockFile {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// Another process (or another `State` in this one) holds the directory's lock.
     #[error("state directory {dir} is in use by another berth process{holder}")]
-    InUse { dir: PathBuf, holder: String },
+    InUse {
+        dir: PathBuf,
+        /// ` (pid N)` when the holder recorded its pid.
+        holder: String,
+    },
+    /// redb refused the file (damaged, truncated, unreadable).
     #[error("cannot open state database {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: redb::DatabaseError,
     },
+    /// The file failed redb's integrity check and was rolled back to an earlier commit; the
+    /// operator must accept that by deleting `marker`.
     #[error(
         "state database {path} failed its integrity check and redb rolled it back to its last intact commit, which may lack recently acknowledged changes; inspect it (a backup may be needed), then delete {marker} to accept the repaired database"
     )]
     Repaired { path: PathBuf, marker: PathBuf },
+    /// The file was written by a newer berth.
     #[error("state database {path} has format {found}, this berth understands up to {FORMAT}")]
     Format { path: PathBuf, found: u64 },
+    /// A redb operation failed.
     #[error("state database {path}: cannot {operation}")]
     Database {
         path: PathBuf,
         operation: &'static str,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
+    /// A stored record is not valid JSON of the expected shape.
     #[error("state database {path}: stored {what} is unreadable")]
     Decode {
         path: PathBuf,
@@ -80,6 +93,7 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A record could not be serialised.
     #[error("state database {path}: cannot encode {what}")]
     Encode {
         path: PathBuf,
@@ -87,16 +101,19 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored record contradicts its key.
     #[error("state database {path}: stored {what} is inconsistent: {message}")]
     Inconsistent {
         path: PathBuf,
         what: String,
         message: String,
     },
+    /// redb panicked while opening the file (it does on some damaged files).
     #[error(
         "state database {path} could not be opened: redb panicked ({message}); the file is probably damaged"
     )]
     Panicked { path: PathBuf, message: String },
+    /// A blocking storage task panicked or was cancelled.
     #[error("state database {path}: a storage task did not finish")]
     Interrupted {
         path: PathBuf,
@@ -133,6 +150,7 @@ pub(crate) struct SnapshotRecord {
 pub(crate) struct Store {
     db: Database,
     path: PathBuf,
+    node_id: NodeId,
     _lock: File,
     /// Dropped last (fields drop in order): its receiver learns the file is closed and the
     /// lock released.
@@ -146,7 +164,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating when absent) `<dir>/state.redb`, after taking `<dir>/lock`.
+    /// Opens (creating when absent) `<dir>/state.redb`, after taking `<dir>/lock`. On first
+    /// open it generates this host's node id and creates the tables.
     ///
     /// redb recovers from an unclean shutdown while opening (rolling back a commit that was
     /// not completely written). Then the whole file's checksums are verified: damage that redb
@@ -192,13 +211,15 @@ impl Store {
             let _ = fs::write(&marker, note);
             return Err(StoreError::Repaired { path, marker });
         }
-        let store = Store {
+        let mut store = Store {
             db,
             path,
+            node_id: 0,
             _lock: lock,
             on_close: None,
         };
         store.check_format()?;
+        store.node_id = store.initialise()?;
         Ok(store)
     }
 
@@ -234,7 +255,7 @@ impl Store {
         move |source| StoreError::Database {
             path: self.path.clone(),
             operation,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -292,9 +313,14 @@ impl Store {
         }
     }
 
-    /// This host's node id, generated and stored on first use (with the format version and
-    /// empty tables, so later reads never meet a missing table).
-    pub(crate) fn node_id(&self) -> Result<NodeId, StoreError> {
+    /// This host's raft node id.
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Reads the node id; on first use, generates it and creates every table with it (so
+    /// later reads never meet a missing table), durably.
+    fn initialise(&self) -> Result<NodeId, StoreError> {
         let failed = self.failed("read the node id");
         let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
         if let Ok(table) = txn.open_table(NODE)
@@ -356,10 +382,9 @@ impl Store {
 
     // ----- raft log -----
 
-    /// The last purged log id and the id of the last entry present.
-    pub(crate) fn log_state(
-        &self,
-    ) -> Result<(Option<LogId<NodeId>>, Option<LogId<NodeId>>), StoreError> {
+    /// The last purged log id and the id of the last entry present (the last purged one when
+    /// the log is empty).
+    pub(crate) fn log_state(&self) -> Result<[Option<LogId<NodeId>>; 2], StoreError> {
         let last_purged: Option<LogId<NodeId>> = self.read_meta(RAFT, "last_purged")?;
         let failed = self.failed("read the raft log");
         let txn = self.db.begin_read().map_err(|e| failed(e.into()))?;
@@ -373,7 +398,7 @@ impl Store {
             }
             None => None,
         };
-        Ok((last_purged, last.or(last_purged)))
+        Ok([last_purged, last.or(last_purged)])
     }
 
     /// The entries with index in `[start, end)`, in order.

@@ -67,7 +67,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let (last_purged_log_id, last_log_id) = self
+        let [last_purged_log_id, last_log_id] = self
             .store
             .blocking(|store| store.log_state())
             .await

@@ -299,3 +299,133 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, RwLock};
+
+    use futures_util::StreamExt;
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
+    use serde_json::json;
+
+    use super::{MachineStore, Published};
+    use crate::state::command::Command;
+    use crate::state::machine::Objects;
+    use crate::state::raft::TypeConfig;
+    use crate::state::store::Store;
+    use crate::state::time::Timestamp;
+    use crate::state::watch::{Hub, HubLimits, WatchError};
+
+    fn machine(dir: &std::path::Path) -> (MachineStore, Arc<Published>) {
+        let store = Arc::new(Store::open(dir, 1 << 20).unwrap());
+        let published = Arc::new(Published {
+            objects: RwLock::new(Objects::new()),
+            hub: Hub::new(
+                0,
+                HubLimits {
+                    history: 16,
+                    buffer: 16,
+                },
+            ),
+        });
+        let record = store.load_machine().unwrap();
+        let machine = MachineStore::new(
+            store,
+            published.clone(),
+            record.last_applied,
+            record.membership,
+        );
+        (machine, published)
+    }
+
+    fn entry(index: u64, command: Command) -> openraft::Entry<TypeConfig> {
+        openraft::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 7), index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    fn config_map(name: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"namespace": "db", "name": name}, "data": {"k": name}})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_built_on_one_host_replaces_the_state_of_another() {
+        let source_dir = tempfile::TempDir::new().unwrap();
+        let (mut source, source_view) = machine(source_dir.path());
+        let now = Timestamp::from_unix_seconds(1_700_000_000);
+        let entries = (1..=5)
+            .map(|index| {
+                entry(
+                    index,
+                    Command::create(config_map(&format!("c{index}")), format!("u{index}"), now),
+                )
+            })
+            .collect::<Vec<_>>();
+        source.apply(entries).await.unwrap();
+        let snapshot = source
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.meta.last_log_id.unwrap().index, 5);
+
+        let target_dir = tempfile::TempDir::new().unwrap();
+        let (mut target, target_view) = machine(target_dir.path());
+        target
+            .apply(vec![entry(
+                1,
+                Command::create(config_map("stale"), "s", now),
+            )])
+            .await
+            .unwrap();
+        let mut watch = target_view
+            .hub
+            .watch(&target_view.objects, None, None, Some(1))
+            .unwrap();
+        target
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+
+        let dump = |view: &Published| {
+            let objects = view.objects.read().unwrap();
+            (
+                objects
+                    .iter()
+                    .map(|(_, o)| (**o).clone())
+                    .collect::<Vec<_>>(),
+                objects.revision(),
+            )
+        };
+        assert_eq!(dump(&target_view), dump(&source_view));
+        assert_eq!(
+            target.applied_state().await.unwrap().0,
+            snapshot.meta.last_log_id
+        );
+        let current = target.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snapshot.meta);
+        assert_eq!(
+            watch.next().await,
+            Some(Err(WatchError::Reset { revision: 5 }))
+        );
+
+        // The installed state is what the target recovers after a restart.
+        let snapshot_meta = snapshot.meta.clone();
+        drop(target);
+        let reopened = Store::open(target_dir.path(), 1 << 20)
+            .unwrap()
+            .load_machine()
+            .unwrap();
+        assert_eq!(reopened.last_applied, snapshot_meta.last_log_id);
+        let names: Vec<String> = reopened
+            .objects
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["c1", "c2", "c3", "c4", "c5"]);
+    }
+}
