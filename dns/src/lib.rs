@@ -11,6 +11,41 @@
 //! Tasks: each listening UDP socket and TCP listener runs one task; each TCP connection
 //! and each forwarded UDP query runs one more, both bounded. They stop when
 //! [`DnsServer::shutdown`] is called.
+//!
+//! How the agent drives it: [`Authority::replace`] with a full snapshot at start and on
+//! resync (it diffs against what it holds, so unchanged objects cost a comparison), and
+//! [`Authority::apply`] with the [`Change`]s of each watch event (about 0.1 ms at 10,000
+//! Pods). Either call returns after the new answers are live.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use berth_dns::{Authority, DnsServer, ServerConfig, Snapshot, ZoneConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let authority = Arc::new(Authority::new(ZoneConfig {
+//!     pod_networks: vec!["10.244.0.0/16".parse()?],
+//!     nameserver_ips: vec!["10.244.0.1".parse()?],
+//!     ..ZoneConfig::default()
+//! })?);
+//! authority.replace(Snapshot::default());
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let server = DnsServer::start(
+//!         ServerConfig {
+//!             listen: vec!["127.0.0.1:0".parse()?],
+//!             upstreams: vec!["127.0.0.1:9".parse()?],
+//!             ..ServerConfig::default()
+//!         },
+//!         authority.clone(),
+//!     )
+//!     .await?;
+//!     assert_ne!(server.local_addrs()[0].port(), 0);
+//!     server.shutdown().await;
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod authority;
 mod config;
