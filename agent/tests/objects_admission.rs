@@ -1429,6 +1429,81 @@ fn each_validation_rule_reports_the_api_servers_message() {
             edit(&claim(), &[("/spec/resources", json!({}))]),
             "PersistentVolumeClaim \"data\" is invalid: spec.resources[storage]: Required value",
         ),
+        (
+            edit(
+                &claim(),
+                &[("/spec/resources/requests/storage", json!("0"))],
+            ),
+            "PersistentVolumeClaim \"data\" is invalid: spec.resources[storage]: Invalid value: \"0\": must be greater than zero",
+        ),
+        (
+            edit(
+                &secret(),
+                &[
+                    ("/type", json!("kubernetes.io/basic-auth")),
+                    ("/data", json!({"token": "eA=="})),
+                ],
+            ),
+            "Secret \"creds\" is invalid: [data[username]: Required value, data[password]: Required value]",
+        ),
+        (
+            edit(&secret(), &[("/type", json!("kubernetes.io/ssh-auth"))]),
+            "Secret \"creds\" is invalid: data[ssh-privatekey]: Required value",
+        ),
+        (
+            edit(
+                &config_map(),
+                &[(
+                    "/metadata/annotations",
+                    json!({"notes": "x".repeat(300 * 1024)}),
+                )],
+            ),
+            "ConfigMap \"settings\" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes",
+        ),
+        (
+            edit(
+                &service(),
+                &[(
+                    "/spec/ports",
+                    json!([{"name": "a", "port": 80}, {"name": "b", "port": 80}]),
+                )],
+            ),
+            "Service \"web\" is invalid: spec.ports[1]: Duplicate value: \"TCP/80\"",
+        ),
+        (
+            edit(
+                &pod(),
+                &[(
+                    "/spec/topologySpreadConstraints",
+                    json!([{"maxSkew": 0, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}]),
+                )],
+            ),
+            "Pod \"web\" is invalid: spec.topologySpreadConstraints[0].maxSkew: Invalid value: 0: must be greater than zero",
+        ),
+        (
+            edit(
+                &pod(),
+                &[(
+                    "/spec/containers/0/lifecycle",
+                    json!({"preStop": {"sleep": {"seconds": 60}}}),
+                )],
+            ),
+            "Pod \"web\" is invalid: spec.containers[0].lifecycle.preStop.sleep.seconds: Invalid value: 60: must be non-negative and less than terminationGracePeriodSeconds (30)",
+        ),
+        (
+            edit(
+                &job(),
+                &[
+                    (
+                        "/metadata/name",
+                        json!("a-job-whose-name-is-sixty-two-characters-long-abcdefghijklmnop"),
+                    ),
+                    ("/spec/completionMode", json!("Indexed")),
+                    ("/spec/completions", json!(100)),
+                ],
+            ),
+            "Job.batch \"a-job-whose-name-is-sixty-two-characters-long-abcdefghijklmnop\" is invalid: metadata.name: Invalid value: \"a-job-whose-name-is-sixty-two-characters-long-abcdefghijklmnop\": will not able to create pod with invalid DNS label: a-job-whose-name-is-sixty-two-characters-long-abcdefghijklmnop-99",
+        ),
     ];
     let mut mismatches = Vec::new();
     for (manifest, expected) in cases {
