@@ -40,7 +40,9 @@ pub enum CgroupError {
     Mountinfo(#[source] io::Error),
     #[error("no cgroup hierarchy is mounted")]
     NoHierarchy,
-    #[error("cgroup parent {parent:?} is invalid: use path components of letters, digits, '.', '_' and '-'")]
+    #[error(
+        "cgroup parent {parent:?} is invalid: use path components of letters, digits, '.', '_' and '-'"
+    )]
     BadParent { parent: String },
     #[error("creating cgroup {path}")]
     Create {
@@ -93,7 +95,10 @@ impl PodResources {
     /// The pod-level limits for containers with these resources: a limit is set only when
     /// every container has one (one unlimited container makes the pod unlimited).
     pub fn sum<'a>(containers: impl IntoIterator<Item = &'a crate::spec::Resources>) -> Self {
-        fn add<T: std::ops::Add<Output = T>>(acc: Option<Option<T>>, v: Option<T>) -> Option<Option<T>> {
+        fn add<T: std::ops::Add<Output = T>>(
+            acc: Option<Option<T>>,
+            v: Option<T>,
+        ) -> Option<Option<T>> {
             match (acc, v) {
                 (None, v) => Some(v),
                 (Some(Some(a)), Some(b)) => Some(Some(a + b)),
@@ -132,7 +137,8 @@ pub fn validate_parent(parent: &str) -> Result<PathBuf, CgroupError> {
 impl CgroupLayout {
     /// Reads the host's cgroup mounts.
     pub fn detect() -> Result<Self, CgroupError> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::Mountinfo)?;
+        let text =
+            std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::Mountinfo)?;
         Self::from_mountinfo(&text)
     }
 
@@ -179,7 +185,8 @@ impl CgroupLayout {
         if !controllers.is_empty() {
             return Ok(Self::V1 { controllers, all });
         }
-        v2.map(|root| Self::V2 { root }).ok_or(CgroupError::NoHierarchy)
+        v2.map(|root| Self::V2 { root })
+            .ok_or(CgroupError::NoHierarchy)
     }
 
     /// The directories of cgroup `rel` that carry controllers.
@@ -283,9 +290,10 @@ impl PodCgroup {
                 ) {
                     write(dir.join("memory.limit_in_bytes"), m.to_string())?;
                 }
-                if let (Some(c), Some(dir)) =
-                    (limits.cpu_limit_millis, self.layout.controller_dir("cpu", rel))
-                {
+                if let (Some(c), Some(dir)) = (
+                    limits.cpu_limit_millis,
+                    self.layout.controller_dir("cpu", rel),
+                ) {
                     let period = crate::spec::CPU_PERIOD_US;
                     write(dir.join("cpu.cfs_period_us"), period.to_string())?;
                     let quota = (c * period / 1000).max(1000);
@@ -353,7 +361,8 @@ pub fn ensure(layout: &CgroupLayout, rel: &Path, named: bool) -> Result<Vec<Path
                     create_dir(&dir)?;
                     if cpuset {
                         for file in ["cpuset.cpus", "cpuset.mems"] {
-                            let current = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+                            let current =
+                                std::fs::read_to_string(dir.join(file)).unwrap_or_default();
                             if current.trim().is_empty() {
                                 let value =
                                     std::fs::read_to_string(parent.join(file)).unwrap_or_default();
@@ -382,7 +391,10 @@ pub fn ensure(layout: &CgroupLayout, rel: &Path, named: bool) -> Result<Vec<Path
 /// named ones included: a shim moves itself there, out of the agent's cgroup, so that a
 /// service manager stopping the agent's cgroup does not take shims and containers with it.
 /// Returns the `cgroup.procs` files.
-pub fn ensure_shim_cgroup(layout: &CgroupLayout, parent: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+pub fn ensure_shim_cgroup(
+    layout: &CgroupLayout,
+    parent: &Path,
+) -> Result<Vec<PathBuf>, CgroupError> {
     Ok(ensure(layout, &parent.join("shims"), true)?
         .into_iter()
         .map(|d| d.join("cgroup.procs"))
@@ -497,7 +509,9 @@ mod tests {
         let rel = Path::new("berth/podx/c1");
         assert_eq!(
             layout.oom_events_file(rel),
-            Some(PathBuf::from("/sys/fs/cgroup/memory/berth/podx/c1/memory.oom_control"))
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/memory/berth/podx/c1/memory.oom_control"
+            ))
         );
         assert_eq!(layout.procs_files(rel).len(), 3);
     }

@@ -15,9 +15,7 @@ use crate::layout::{ContainerId, PodUid, RuntimeDirs};
 use crate::rootfs::{self, RootfsError};
 use crate::runtime::{Runtime, blocking};
 use crate::shim::{CgroupFiles, ContainerExit, LogConfig, Shim, ShimConfig, ShimError, files};
-use crate::spec::{
-    self, BindMount, ContainerConfig, EtcFiles, SpecError, SpecInput, UserDb,
-};
+use crate::spec::{self, BindMount, ContainerConfig, EtcFiles, SpecError, SpecInput, UserDb};
 use crate::volumes::{VolumeError, resolve_sub_path};
 
 pub use crate::rootfs::RootfsSource;
@@ -158,8 +156,11 @@ impl Runtime {
             }
             Err(e) => {
                 tracing::warn!(error = %crate::shim::error_chain(&e), "container failed to start");
-                let (dirs, id, cgroup_dirs) =
-                    (guard.dirs.clone(), guard.id.clone(), guard.cgroup_dirs.clone());
+                let (dirs, id, cgroup_dirs) = (
+                    guard.dirs.clone(),
+                    guard.id.clone(),
+                    guard.cgroup_dirs.clone(),
+                );
                 blocking(move || cleanup(&dirs, &id, &cgroup_dirs)).await;
                 Err(e.into())
             }
@@ -191,10 +192,12 @@ impl Runtime {
             id: id.clone(),
             source,
         })?;
-        let sandbox = self.sandbox(&req.pod).ok_or_else(|| ContainerError::NoSandbox {
-            id: id.clone(),
-            pod: req.pod.clone(),
-        })?;
+        let sandbox = self
+            .sandbox(&req.pod)
+            .ok_or_else(|| ContainerError::NoSandbox {
+                id: id.clone(),
+                pod: req.pod.clone(),
+            })?;
 
         let shim_dir = self.dirs.shim_dir(id);
         let io_err = |what: &'static str, path: &Path| {
@@ -214,7 +217,10 @@ impl Runtime {
             Err(e) => return Err(io_err("creating", &shim_dir)(e)),
         }
         let cgroup_rel = sandbox.cgroup().container_path(id);
-        let cgroup_rel = cgroup_rel.strip_prefix("/").unwrap_or(&cgroup_rel).to_path_buf();
+        let cgroup_rel = cgroup_rel
+            .strip_prefix("/")
+            .unwrap_or(&cgroup_rel)
+            .to_path_buf();
         let layout = sandbox.cgroup().layout();
         let guard = StartGuard {
             dirs: self.dirs.clone(),
@@ -234,13 +240,15 @@ impl Runtime {
         let mut mounts = Vec::new();
         for m in &req.mounts {
             let source = match &m.sub_path {
-                Some(sub) if !sub.is_empty() => resolve_sub_path(&m.volume_path, sub).map_err(
-                    |source| ContainerError::Volume {
-                        id: id.clone(),
-                        mount_path: m.mount_path.clone(),
-                        source,
-                    },
-                )?,
+                Some(sub) if !sub.is_empty() => {
+                    resolve_sub_path(&m.volume_path, sub).map_err(|source| {
+                        ContainerError::Volume {
+                            id: id.clone(),
+                            mount_path: m.mount_path.clone(),
+                            source,
+                        }
+                    })?
+                }
                 _ => m.volume_path.clone(),
             };
             mounts.push(BindMount {
@@ -265,7 +273,8 @@ impl Runtime {
             users: &users,
             host_capabilities: &self.host_caps,
             rootfs: &rootfs,
-            hostname: (!sandbox.config().host_network).then_some(sandbox.config().hostname.as_str()),
+            hostname: (!sandbox.config().host_network)
+                .then_some(sandbox.config().hostname.as_str()),
             namespaces: &namespaces,
             pod_shm: shm.as_deref(),
             etc_files: &req.etc_files,
@@ -278,8 +287,10 @@ impl Runtime {
         let bundle = shim_dir.join(files::BUNDLE);
         std::fs::create_dir_all(&bundle).map_err(io_err("creating", &bundle))?;
         let config_json = bundle.join("config.json");
-        let bytes = serde_json::to_vec_pretty(&oci).map_err(|e| io_err("writing", &config_json)(e.into()))?;
-        crate::fsutil::replace_file(&config_json, &bytes, 0o600).map_err(io_err("writing", &config_json))?;
+        let bytes = serde_json::to_vec_pretty(&oci)
+            .map_err(|e| io_err("writing", &config_json)(e.into()))?;
+        crate::fsutil::replace_file(&config_json, &bytes, 0o600)
+            .map_err(io_err("writing", &config_json))?;
 
         let shim_config = ShimConfig {
             id: id.clone(),
@@ -295,7 +306,8 @@ impl Runtime {
             shim_cgroup_procs: self.shim_cgroup.clone(),
         };
         let path = shim_dir.join(files::CONFIG);
-        let bytes = serde_json::to_vec_pretty(&shim_config).map_err(|e| io_err("writing", &path)(e.into()))?;
+        let bytes = serde_json::to_vec_pretty(&shim_config)
+            .map_err(|e| io_err("writing", &path)(e.into()))?;
         crate::fsutil::replace_file(&path, &bytes, 0o600).map_err(io_err("writing", &path))?;
         Ok((id.clone(), shim_dir, guard))
     }
@@ -326,7 +338,11 @@ impl Runtime {
 
     /// Removes a container's state, rootfs, cgroup and shim directory. A running container is
     /// an error unless `force`, which kills it first. Idempotent.
-    pub async fn remove_container(&self, id: &ContainerId, force: bool) -> Result<(), ContainerError> {
+    pub async fn remove_container(
+        &self,
+        id: &ContainerId,
+        force: bool,
+    ) -> Result<(), ContainerError> {
         let dir = self.dirs.shim_dir(id);
         let config: Option<ShimConfig> = std::fs::read(dir.join(files::CONFIG))
             .ok()

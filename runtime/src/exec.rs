@@ -116,7 +116,10 @@ impl ExecProcess {
         };
         let text = tokio::fs::read(&path).await;
         let _ = tokio::fs::remove_file(&path).await;
-        match text.ok().and_then(|t| serde_json::from_slice::<ExecStatus>(&t).ok()) {
+        match text
+            .ok()
+            .and_then(|t| serde_json::from_slice::<ExecStatus>(&t).ok())
+        {
             Some(ExecStatus::Exited { exit_code, signal }) => Ok(ExecExit { exit_code, signal }),
             Some(ExecStatus::Error { message }) => Err(ExecError::StartFailed {
                 id: self.id.clone(),
@@ -133,6 +136,16 @@ impl ExecProcess {
 /// background child holding the pipes open does not keep the exec from finishing.
 const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
+/// [`Runtime::exec_output`] keeps at most this much of each stream (the rest is read and
+/// dropped, so a chatty probe cannot exhaust the agent's memory or block on a full pipe).
+pub const MAX_EXEC_OUTPUT: usize = 1 << 20;
+
+/// Appends `chunk` to `buf` up to [`MAX_EXEC_OUTPUT`].
+fn keep(buf: &mut Vec<u8>, chunk: &[u8]) {
+    let room = MAX_EXEC_OUTPUT.saturating_sub(buf.len());
+    buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+}
+
 impl Runtime {
     /// Starts `request` in running container `id`. Stdout and stderr are piped; stdin too when
     /// asked.
@@ -141,9 +154,8 @@ impl Runtime {
             return Err(ExecError::EmptyCommand { id: id.clone() });
         }
         let dir = self.dirs.shim_dir(id);
-        match Shim::from_pid_file(id.clone(), dir.clone()) {
-            Some(shim) if shim.try_exit().is_none() && dir.join("started.json").exists() => {}
-            _ => return Err(ExecError::NotRunning { id: id.clone() }),
+        if Shim::from_dir(id.clone(), dir.clone()).is_none() {
+            return Err(ExecError::NotRunning { id: id.clone() });
         }
         let args = ExecArgs {
             env: request.env.clone(),
@@ -199,6 +211,7 @@ impl Runtime {
         };
         let collect = async {
             let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (mut out_chunk, mut err_chunk) = (vec![0u8; 16 << 10], vec![0u8; 16 << 10]);
             let (mut out_open, mut err_open) = (true, true);
             let mut drain_until: Option<tokio::time::Instant> = None;
             loop {
@@ -209,11 +222,15 @@ impl Runtime {
                     }
                 };
                 tokio::select! {
-                    n = stdout.read_buf(&mut out), if out_open => {
-                        out_open = n.map_err(io_err)? > 0;
+                    n = stdout.read(&mut out_chunk), if out_open => {
+                        let n = n.map_err(io_err)?;
+                        keep(&mut out, &out_chunk[..n]);
+                        out_open = n > 0;
                     }
-                    n = stderr.read_buf(&mut err), if err_open => {
-                        err_open = n.map_err(io_err)? > 0;
+                    n = stderr.read(&mut err_chunk), if err_open => {
+                        let n = n.map_err(io_err)?;
+                        keep(&mut err, &err_chunk[..n]);
+                        err_open = n > 0;
                     }
                     status = process.child.wait(), if drain_until.is_none() => {
                         status.map_err(io_err)?;

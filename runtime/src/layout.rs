@@ -69,7 +69,9 @@ pub fn validate_name(kind: &'static str, value: &str) -> Result<(), IdError> {
             found: first,
         });
     }
-    if let Some(found) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(found) =
+        chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(IdError::BadCharacter {
             kind,
             value: value.to_owned(),
@@ -220,7 +222,12 @@ mod tests {
     #[test]
     fn names_that_could_escape_a_directory_are_rejected() {
         let cases: &[(&str, IdError)] = &[
-            ("", IdError::Empty { kind: "container id" }),
+            (
+                "",
+                IdError::Empty {
+                    kind: "container id",
+                },
+            ),
             (
                 "..",
                 IdError::BadCharacter {

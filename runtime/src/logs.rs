@@ -132,7 +132,9 @@ impl LogFollower {
                 let meta = file.metadata()?;
                 f.inode = meta.ino();
                 f.offset = std::fs::read(&f.path).map(|d| {
-                    d.iter().rposition(|b| *b == b'\n').map_or(0, |p| p as u64 + 1)
+                    d.iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |p| p as u64 + 1)
                 })?;
                 f.file = Some(file);
             }
@@ -186,7 +188,9 @@ impl LogFollower {
             self.buf.extend_from_slice(&chunk);
             while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
                 let raw: Vec<u8> = self.buf.drain(..=nl).collect();
-                if let Some(line) = parse_record(&raw[..raw.len() - 1]).and_then(|r| self.joiner.push(r)) {
+                if let Some(line) =
+                    parse_record(&raw[..raw.len() - 1]).and_then(|r| self.joiner.push(r))
+                {
                     self.ready.push_back(line);
                 }
             }
@@ -219,14 +223,19 @@ mod tests {
         let empty = parse_record(b"2024-01-01T00:00:00Z stderr F ").unwrap();
         assert_eq!(empty.content, b"");
         for bad in [&b""[..], b"ts", b"ts stdin F x", b"ts stdout X x"] {
-            assert!(parse_record(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_record(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     fn write_log(path: &Path, records: &[(Stream, bool, &str)]) {
         let mut w = CriLogWriter::open(path, 1 << 20, 2).unwrap();
         for (s, p, c) in records {
-            w.write_record(*s, *p, c.as_bytes(), SystemTime::now()).unwrap();
+            w.write_record(*s, *p, c.as_bytes(), SystemTime::now())
+                .unwrap();
         }
     }
 
@@ -259,7 +268,11 @@ mod tests {
                 (Stream::Stdout, "three".into()),
             ]
         );
-        let tail: Vec<String> = read_log(&path, Some(2)).unwrap().iter().map(LogLine::text).collect();
+        let tail: Vec<String> = read_log(&path, Some(2))
+            .unwrap()
+            .iter()
+            .map(LogLine::text)
+            .collect();
         assert_eq!(tail, vec!["long line", "three"]);
         assert!(read_log(&path, Some(0)).unwrap().is_empty());
     }
@@ -268,18 +281,27 @@ mod tests {
     async fn following_sees_new_lines_across_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        write_log(&path, &[(Stream::Stdout, false, "old1"), (Stream::Stdout, false, "old2")]);
+        write_log(
+            &path,
+            &[
+                (Stream::Stdout, false, "old1"),
+                (Stream::Stdout, false, "old2"),
+            ],
+        );
         let mut f = LogFollower::open(&path, Some(1)).unwrap();
         f.poll = Duration::from_millis(10);
         assert_eq!(f.next_line().await.unwrap().text(), "old2");
 
         // Each record is 43+ bytes: a 60-byte limit rotates on every second record.
         let mut w = CriLogWriter::open(&path, 60, 3).unwrap();
-        w.write_record(Stream::Stdout, false, b"new1", SystemTime::now()).unwrap();
+        w.write_record(Stream::Stdout, false, b"new1", SystemTime::now())
+            .unwrap();
         assert_eq!(f.next_line().await.unwrap().text(), "new1");
-        w.write_record(Stream::Stderr, false, b"new2", SystemTime::now()).unwrap();
+        w.write_record(Stream::Stderr, false, b"new2", SystemTime::now())
+            .unwrap();
         assert_eq!(f.next_line().await.unwrap().text(), "new2");
-        w.write_record(Stream::Stdout, false, b"new3", SystemTime::now()).unwrap();
+        w.write_record(Stream::Stdout, false, b"new3", SystemTime::now())
+            .unwrap();
         assert!(dir.path().join("0.log.2").exists(), "rotated twice");
         assert_eq!(f.next_line().await.unwrap().text(), "new3");
         assert!(f.available().unwrap().is_empty());

@@ -25,7 +25,9 @@ pub enum RootfsError {
     Missing { path: PathBuf },
     #[error("an overlay rootfs needs at least one lower directory")]
     NoLayers,
-    #[error("overlay options for {count} layers are {len} bytes, over the kernel's page-size limit")]
+    #[error(
+        "overlay options for {count} layers are {len} bytes, over the kernel's page-size limit"
+    )]
     TooManyLayers { count: usize, len: usize },
     #[error("layer path {path} cannot be used in overlay options (contains ',' or ':')")]
     BadLayerPath { path: PathBuf },
@@ -66,7 +68,11 @@ pub fn check(source: &RootfsSource) -> Result<(), RootfsError> {
 }
 
 /// The overlay mount options (pure, for testing the size limit).
-pub fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<String, RootfsError> {
+pub fn overlay_options(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<String, RootfsError> {
     let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -86,7 +92,11 @@ pub fn overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<S
 
 /// Sets up the root filesystem of container `id` and returns its path. On failure nothing is
 /// left mounted or created.
-pub fn prepare(dirs: &RuntimeDirs, id: &ContainerId, source: &RootfsSource) -> Result<PathBuf, RootfsError> {
+pub fn prepare(
+    dirs: &RuntimeDirs,
+    id: &ContainerId,
+    source: &RootfsSource,
+) -> Result<PathBuf, RootfsError> {
     check(source)?;
     let lower_dirs = match source {
         RootfsSource::Directory(p) => {
@@ -158,7 +168,10 @@ mod tests {
             Path::new("/c/work"),
         )
         .unwrap();
-        assert_eq!(opts, "lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work");
+        assert_eq!(
+            opts,
+            "lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work"
+        );
         let many: Vec<PathBuf> = (0..100)
             .map(|i| PathBuf::from(format!("/var/lib/berth/images/layers/sha256/{i:064}")))
             .collect();

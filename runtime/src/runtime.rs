@@ -140,10 +140,13 @@ impl Runtime {
         let rt = self.clone();
         let pod = config.pod_uid.clone();
         let result =
-            blocking(move || sandbox::create(&rt.dirs, &rt.layout, &rt.cgroup_parent, &config)).await;
+            blocking(move || sandbox::create(&rt.dirs, &rt.layout, &rt.cgroup_parent, &config))
+                .await;
         match &result {
             Ok(_) => tracing::info!(%pod, "sandbox created"),
-            Err(e) => tracing::warn!(%pod, error = %crate::shim::error_chain(e), "sandbox not created"),
+            Err(e) => {
+                tracing::warn!(%pod, error = %crate::shim::error_chain(e), "sandbox not created")
+            }
         }
         result
     }
@@ -151,6 +154,21 @@ impl Runtime {
     /// The sandbox of `pod`, if it exists.
     pub fn sandbox(&self, pod: &PodUid) -> Option<Sandbox> {
         sandbox::load(&self.dirs, &self.layout, &self.cgroup_parent, pod)
+    }
+
+    /// The pods that have a sandbox directory (after an agent restart: to re-adopt them or
+    /// tear down those no longer wanted), sorted.
+    pub fn sandbox_pods(&self) -> Vec<PodUid> {
+        let mut pods: Vec<PodUid> = std::fs::read_dir(self.dirs.sandboxes_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| PodUid::new(e.file_name().to_string_lossy()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        pods.sort();
+        pods
     }
 
     /// Tears down a pod's sandbox, killing anything still running in the pod. Idempotent.
@@ -161,7 +179,9 @@ impl Runtime {
             blocking(move || sandbox::remove(&rt.dirs, &rt.layout, &rt.cgroup_parent, &pod2)).await;
         match &result {
             Ok(()) => tracing::info!(%pod, "sandbox removed"),
-            Err(e) => tracing::warn!(%pod, error = %crate::shim::error_chain(e), "sandbox teardown incomplete"),
+            Err(e) => {
+                tracing::warn!(%pod, error = %crate::shim::error_chain(e), "sandbox teardown incomplete")
+            }
         }
         result
     }

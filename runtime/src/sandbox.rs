@@ -316,7 +316,10 @@ mod tests {
         ];
         for (bad, reason) in cases {
             let err = check_hostname(&pod, bad).unwrap_err().to_string();
-            assert_eq!(err, format!("hostname {bad:?} of pod p is invalid: {reason}"));
+            assert_eq!(
+                err,
+                format!("hostname {bad:?} of pod p is invalid: {reason}")
+            );
         }
         assert!(check_hostname(&pod, &"x".repeat(64)).is_err());
     }

@@ -15,16 +15,31 @@ fn cstring(path: &Path) -> io::Result<CString> {
 /// `openat2(dirfd, path, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`: opens `path` relative
 /// to `dir`, failing with `EXDEV` if resolution would leave `dir` (through `..` or a symlink).
 pub fn open_beneath(dir: &impl AsRawFd, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
-    openat2(dir, path, flags, libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS)
+    openat2(
+        dir,
+        path,
+        flags,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// `openat2(dirfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: opens `path` as if
 /// `dir` were the root directory: `..` and absolute symlinks stay inside it.
 pub fn open_in_root(dir: &impl AsRawFd, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
-    openat2(dir, path, flags, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
+    openat2(
+        dir,
+        path,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
-fn openat2(dir: &impl AsRawFd, path: &Path, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
+fn openat2(
+    dir: &impl AsRawFd,
+    path: &Path,
+    flags: libc::c_int,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let c_path = cstring(path)?;
     // SAFETY: open_how is a plain C struct of integers; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -121,15 +136,15 @@ pub(crate) fn unescape_mount_path(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            if let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 4])
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 4])
                 .ok()
                 .and_then(|d| u8::from_str_radix(d, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

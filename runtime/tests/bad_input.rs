@@ -124,10 +124,7 @@ async fn invalid_ids_are_refused_before_anything_is_created() {
     }
     // Nothing of them can reach the runtime: ids only exist validated, also from JSON.
     assert!(serde_json::from_str::<ContainerId>("\"../escape\"").is_err());
-    assert_eq!(
-        std::fs::read_dir(t.dirs().shims_dir()).unwrap().count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(t.dirs().shims_dir()).unwrap().count(), 0);
 }
 
 #[tokio::test]
@@ -153,7 +150,9 @@ async fn starting_without_a_sandbox_or_twice_is_an_error() {
     assert_eq!(err.to_string(), "container c-twice already exists");
     // The running one is untouched.
     assert!(shim.is_alive());
-    shim.stop(libc::SIGKILL, std::time::Duration::ZERO).await.unwrap();
+    shim.stop(libc::SIGKILL, std::time::Duration::ZERO)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

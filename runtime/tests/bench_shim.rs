@@ -14,7 +14,10 @@ use berth_runtime::{ContainerId, ExecRequest, RootfsSource, Shim};
 use common::*;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -48,7 +51,11 @@ fn status_kib(pid: i32, field: &str) -> u64 {
 }
 
 /// A spec for `sleep 1000` in the pod, rootfs used directly, with a given cgroup path.
-fn bench_spec(t: &TestRuntime, pod: &berth_runtime::PodUid, cgroup: &Path) -> oci_spec::runtime::Spec {
+fn bench_spec(
+    t: &TestRuntime,
+    pod: &berth_runtime::PodUid,
+    cgroup: &Path,
+) -> oci_spec::runtime::Spec {
     let sandbox = t.runtime.sandbox(pod).unwrap();
     let namespaces = sandbox.namespaces();
     let shm = sandbox.shm_path();
@@ -93,7 +100,12 @@ async fn bench_container_start_exec_and_shim_rss() {
     let pod = t.sandbox(&format!("p-{}", t.name), "bench").await;
     let layout = t.runtime.cgroup_layout().clone();
     let parent = t.runtime.cgroup_parent().to_path_buf();
-    let cgroup_for = |id: &str| PathBuf::from("/").join(&parent).join(format!("pod{pod}")).join(id);
+    let cgroup_for = |id: &str| {
+        PathBuf::from("/")
+            .join(&parent)
+            .join(format!("pod{pod}"))
+            .join(id)
+    };
 
     // 1. The shim on a prepared bundle vs `runc run -d` on the same bundle, interleaved.
     let runc_root = t.tmp.join("runc-root");
@@ -135,7 +147,10 @@ async fn bench_container_start_exec_and_shim_rss() {
         // runc
         let rid = format!("rc{i}-{}", std::process::id());
         let bundle = t.tmp.join(format!("runc-bundle-{i}"));
-        write_json(&bundle.join("config.json"), &bench_spec(&t, &pod, &cgroup_for(&rid)));
+        write_json(
+            &bundle.join("config.json"),
+            &bench_spec(&t, &pod, &cgroup_for(&rid)),
+        );
         let start = Instant::now();
         let status = Command::new("runc")
             .arg("--root")
@@ -214,7 +229,11 @@ async fn bench_container_start_exec_and_shim_rss() {
         let start = Instant::now();
         let out = t
             .runtime
-            .exec_output(&exec_id, &ExecRequest::new(["true"]), Duration::from_secs(20))
+            .exec_output(
+                &exec_id,
+                &ExecRequest::new(["true"]),
+                Duration::from_secs(20),
+            )
             .await
             .unwrap();
         exec_times.push(start.elapsed());
@@ -224,7 +243,10 @@ async fn bench_container_start_exec_and_shim_rss() {
     // runc exec on a runc container, for context.
     let rid = format!("rcx-{}", std::process::id());
     let bundle = t.tmp.join("runc-exec-bundle");
-    write_json(&bundle.join("config.json"), &bench_spec(&t, &pod, &cgroup_for(&rid)));
+    write_json(
+        &bundle.join("config.json"),
+        &bench_spec(&t, &pod, &cgroup_for(&rid)),
+    );
     let ok = Command::new("runc")
         .arg("--root")
         .arg(&runc_root)
@@ -258,10 +280,20 @@ async fn bench_container_start_exec_and_shim_rss() {
     }
 
     println!();
-    println!("berth runtime benchmark ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!(
+        "berth runtime benchmark ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     summary("create+start: berth-shim on a bundle", &shim_times);
     summary("create+start: runc run -d, same bundle", &runc_times);
-    summary("create+start: Runtime::start_container (overlay)", &full_times);
+    summary(
+        "create+start: Runtime::start_container (overlay)",
+        &full_times,
+    );
     summary("exec `true`: Runtime::exec_output", &exec_times);
     if !runc_exec_times.is_empty() {
         summary("exec `true`: runc exec", &runc_exec_times);

@@ -35,9 +35,18 @@ async fn a_started_container_writes_its_output_to_the_log() {
     assert!(record.finished_at().unwrap() >= record.started_at().unwrap());
     let lines = berth_runtime::logs::read_log(&t.log_path("c-out"), None).unwrap();
     let text: Vec<(String, Stream)> = lines.iter().map(|l| (l.text(), l.stream)).collect();
-    assert!(text.contains(&("hello".to_string(), Stream::Stdout)), "{text:?}");
-    assert!(text.contains(&("oops".to_string(), Stream::Stderr)), "{text:?}");
-    assert!(text.contains(&("no newline".to_string(), Stream::Stdout)), "{text:?}");
+    assert!(
+        text.contains(&("hello".to_string(), Stream::Stdout)),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&("oops".to_string(), Stream::Stderr)),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&("no newline".to_string(), Stream::Stdout)),
+        "{text:?}"
+    );
     // The shim is gone once wait returns, and its container is deleted from libcontainer.
     assert!(!process_alive(shim.pid()));
     assert!(!t.dirs().libcontainer_root().join("c-out").exists());
@@ -47,12 +56,20 @@ async fn a_started_container_writes_its_output_to_the_log() {
 async fn long_lines_are_split_into_partial_records_and_joined_on_reading() {
     let mut t = TestRuntime::new("long_lines");
     let pod = t.sandbox(&format!("p-{}", t.name), "web-0").await;
-    let mut req = t.request("c-long", &pod, "head -c 5000 /dev/zero | tr '\\0' x; echo; echo end");
+    let mut req = t.request(
+        "c-long",
+        &pod,
+        "head -c 5000 /dev/zero | tr '\\0' x; echo; echo end",
+    );
     req.log.max_line = 1024;
     let shim = t.start(req).await;
     exited(shim.wait().await.unwrap());
     let raw = std::fs::read_to_string(t.log_path("c-long")).unwrap();
-    assert_eq!(raw.lines().filter(|l| l.contains(" stdout P ")).count(), 4, "{raw}");
+    assert_eq!(
+        raw.lines().filter(|l| l.contains(" stdout P ")).count(),
+        4,
+        "{raw}"
+    );
     let lines = log_text(&t.log_path("c-long"));
     assert_eq!(lines, vec!["x".repeat(5000), "end".to_string()]);
 }
@@ -131,7 +148,11 @@ async fn exec_of_a_missing_command_or_into_a_stopped_container_is_a_clear_error(
     let id = ContainerId::new("c-exe").unwrap();
     let err = t
         .runtime
-        .exec_output(&id, &ExecRequest::new(["no-such-tool"]), Duration::from_secs(20))
+        .exec_output(
+            &id,
+            &ExecRequest::new(["no-such-tool"]),
+            Duration::from_secs(20),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, ExecError::StartFailed { .. }), "{err:?}");
@@ -164,7 +185,11 @@ async fn an_exec_past_its_timeout_is_killed() {
     assert!(matches!(err, ExecError::Timeout { .. }), "{err:?}");
     // The timed-out process is gone from the container: only pid 1 still runs sleep.
     let (_, procs, _) = exec(&t, "c-slow", &["sh", "-c", "cat /proc/[0-9]*/comm"]).await;
-    assert_eq!(procs.lines().filter(|c| *c == "sleep").count(), 1, "{procs}");
+    assert_eq!(
+        procs.lines().filter(|c| *c == "sleep").count(),
+        1,
+        "{procs}"
+    );
     shim.stop(libc::SIGKILL, Duration::ZERO).await.unwrap();
 }
 
@@ -180,7 +205,11 @@ async fn stopping_a_container_that_traps_sigterm_records_its_clean_exit() {
         ))
         .await;
     wait_for_log_line(&t, "c-trap", "ready").await;
-    let record = exited(shim.stop(libc::SIGTERM, Duration::from_secs(30)).await.unwrap());
+    let record = exited(
+        shim.stop(libc::SIGTERM, Duration::from_secs(30))
+            .await
+            .unwrap(),
+    );
     assert_eq!((record.exit_code, record.signal), (0, None));
     assert!(record.stop_requested);
     assert_eq!(record.reason(), "Completed");
@@ -193,10 +222,18 @@ async fn stopping_a_container_that_ignores_sigterm_kills_it_after_the_grace_peri
     let pod = t.sandbox(&format!("p-{}", t.name), "web-0").await;
     // A PID 1 without a handler does not get SIGTERM at all.
     let shim = t
-        .start(t.request("c-stubborn", &pod, "echo ready; while true; do sleep 0.1; done"))
+        .start(t.request(
+            "c-stubborn",
+            &pod,
+            "echo ready; while true; do sleep 0.1; done",
+        ))
         .await;
     wait_for_log_line(&t, "c-stubborn", "ready").await;
-    let record = exited(shim.stop(libc::SIGTERM, Duration::from_millis(500)).await.unwrap());
+    let record = exited(
+        shim.stop(libc::SIGTERM, Duration::from_millis(500))
+            .await
+            .unwrap(),
+    );
     assert_eq!((record.exit_code, record.signal), (137, Some(9)));
     assert!(record.stop_requested);
     assert!(!record.oom_killed);
@@ -222,8 +259,14 @@ async fn the_pre_stop_hook_runs_before_the_stop_signal() {
         .unwrap();
     assert_eq!(exited(exit).exit_code, 0);
     let lines = log_text(&t.log_path("c-hook"));
-    let pre = lines.iter().position(|l| l == "pre-stop").expect("hook output");
-    let term = lines.iter().position(|l| l == "got TERM").expect("trap output");
+    let pre = lines
+        .iter()
+        .position(|l| l == "pre-stop")
+        .expect("hook output");
+    let term = lines
+        .iter()
+        .position(|l| l == "got TERM")
+        .expect("trap output");
     assert!(pre < term, "{lines:?}");
 }
 

@@ -5,15 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use berth_runtime::spec::Resources;
 use berth_runtime::ContainerExit;
+use berth_runtime::spec::Resources;
 use common::*;
 
 fn first_mount_with(controller: &str) -> String {
     cgroup_mounts()
         .into_iter()
         .map(|m| m.display().to_string())
-        .find(|m| m.ends_with(&format!("/{controller}")) || m.contains(&format!("{controller},")) || m.contains(&format!(",{controller}")))
+        .find(|m| {
+            m.ends_with(&format!("/{controller}"))
+                || m.contains(&format!("{controller},"))
+                || m.contains(&format!(",{controller}"))
+        })
         .or_else(|| {
             cgroup_mounts()
                 .into_iter()
@@ -71,22 +75,32 @@ async fn a_cpu_limit_throttles_a_busy_container() {
         )
     } else {
         (
-            std::fs::read_to_string(cpu.join("cpu.cfs_quota_us")).unwrap().trim().to_owned(),
-            std::fs::read_to_string(cpu.join("cpu.cfs_period_us")).unwrap().trim().to_owned(),
+            std::fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
+                .unwrap()
+                .trim()
+                .to_owned(),
+            std::fs::read_to_string(cpu.join("cpu.cfs_period_us"))
+                .unwrap()
+                .trim()
+                .to_owned(),
         )
     };
     assert_eq!((quota.as_str(), period.as_str()), ("10000", "100000"));
     // The kernel really throttles it.
-    eventually("CFS throttling of the busy loop", Duration::from_secs(20), || {
-        let stat = std::fs::read_to_string(cpu.join("cpu.stat")).ok()?;
-        let throttled: u64 = stat
-            .lines()
-            .find_map(|l| l.strip_prefix("nr_throttled "))?
-            .trim()
-            .parse()
-            .ok()?;
-        (throttled > 0).then_some(())
-    })
+    eventually(
+        "CFS throttling of the busy loop",
+        Duration::from_secs(20),
+        || {
+            let stat = std::fs::read_to_string(cpu.join("cpu.stat")).ok()?;
+            let throttled: u64 = stat
+                .lines()
+                .find_map(|l| l.strip_prefix("nr_throttled "))?
+                .trim()
+                .parse()
+                .ok()?;
+            (throttled > 0).then_some(())
+        },
+    )
     .await;
     shim.stop(libc::SIGKILL, Duration::ZERO).await.unwrap();
 }
@@ -102,12 +116,21 @@ async fn a_pids_limit_stops_forks_past_it() {
     };
     let shim = t.start(req).await;
     let pids = container_cgroup(&t, &first_mount_with("pids"), &pod, "c-forks");
-    assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "10");
+    assert_eq!(
+        std::fs::read_to_string(pids.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "10"
+    );
     // The shell gives up at the first fork the kernel refuses.
     let (code, _, err) = exec(
         &t,
         "c-forks",
-        &["sh", "-c", "i=0; while [ $i -lt 30 ]; do sleep 100 & i=$((i+1)); done; echo all forked"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 30 ]; do sleep 100 & i=$((i+1)); done; echo all forked",
+        ],
     )
     .await;
     assert_ne!(code, 0);

@@ -52,7 +52,11 @@ async fn launcher_child() {
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
 
-fn request_template(id: &str, pod: &berth_runtime::PodUid, script: &str) -> berth_runtime::ContainerRequest {
+fn request_template(
+    id: &str,
+    pod: &berth_runtime::PodUid,
+    script: &str,
+) -> berth_runtime::ContainerRequest {
     berth_runtime::ContainerRequest {
         id: ContainerId::new(id).unwrap(),
         pod: pod.clone(),
@@ -87,7 +91,12 @@ async fn running_containers_and_exits_are_found_after_the_launcher_is_killed() {
         pod
     );
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "launcher_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "launcher_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -119,7 +128,10 @@ async fn running_containers_and_exits_are_found_after_the_launcher_is_killed() {
     assert_eq!(ids, vec!["c-long", "c-short"]);
     let long = &found[0];
     assert_eq!(long.pod.as_ref(), Some(&pod));
-    assert_eq!(long.labels.get("container").map(String::as_str), Some("c-long"));
+    assert_eq!(
+        long.labels.get("container").map(String::as_str),
+        Some("c-long")
+    );
     let RecoveredState::Running(long_shim) = &long.state else {
         panic!("c-long should still run: {:?}", long.state);
     };
@@ -141,18 +153,20 @@ async fn running_containers_and_exits_are_found_after_the_launcher_is_killed() {
     assert_eq!((record.exit_code, record.signal), (3, None));
 
     // The recovered handle controls the container like the original one.
-    let exit = long_shim
-        .stop(libc::SIGKILL, Duration::ZERO)
-        .await
-        .unwrap();
-    assert!(matches!(exit, ContainerExit::Exited(ref r) if r.signal == Some(9)), "{exit:?}");
+    let exit = long_shim.stop(libc::SIGKILL, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(exit, ContainerExit::Exited(ref r) if r.signal == Some(9)),
+        "{exit:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_killed_shim_is_reported_unknown_and_removal_still_cleans_up() {
     let mut t = TestRuntime::new("shim_killed");
     let pod = t.sandbox(&format!("p-{}", t.name), "web-0").await;
-    let shim = t.start(t.request("c-orphan", &pod, "exec sleep 1000")).await;
+    let shim = t
+        .start(t.request("c-orphan", &pod, "exec sleep 1000"))
+        .await;
     let init = shim.init_pid();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim.pid()),
@@ -171,9 +185,11 @@ async fn a_killed_shim_is_reported_unknown_and_removal_still_cleans_up() {
     assert!(process_alive(init));
     let id = ContainerId::new("c-orphan").unwrap();
     t.runtime.remove_container(&id, false).await.unwrap();
-    eventually("the orphaned container to die", Duration::from_secs(10), || {
-        (!process_alive(init)).then_some(())
-    })
+    eventually(
+        "the orphaned container to die",
+        Duration::from_secs(10),
+        || (!process_alive(init)).then_some(()),
+    )
     .await;
     assert_nothing_left(&t, "c-orphan");
 }
@@ -185,7 +201,10 @@ async fn removing_a_running_container_needs_force() {
     let shim = t.start(t.request("c-busy", &pod, "exec sleep 1000")).await;
     let id = ContainerId::new("c-busy").unwrap();
     let err = t.runtime.remove_container(&id, false).await.unwrap_err();
-    assert_eq!(err.to_string(), "container c-busy is still running (remove it with force to kill it)");
+    assert_eq!(
+        err.to_string(),
+        "container c-busy is still running (remove it with force to kill it)"
+    );
     t.runtime.remove_container(&id, true).await.unwrap();
     assert!(!process_alive(shim.init_pid()));
     assert!(!process_alive(shim.pid()));

@@ -14,7 +14,11 @@ async fn ns_links(t: &TestRuntime, id: &str) -> Vec<String> {
     let (_, out, _) = exec(
         t,
         id,
-        &["sh", "-c", "for n in net uts ipc pid; do readlink /proc/1/ns/$n; done"],
+        &[
+            "sh",
+            "-c",
+            "for n in net uts ipc pid; do readlink /proc/1/ns/$n; done",
+        ],
     )
     .await;
     out.lines().map(str::to_owned).collect()
@@ -77,7 +81,10 @@ async fn a_host_network_pod_sees_the_hosts_interfaces() {
     let (_, net, _) = exec(&t, "c-host", &["readlink", "/proc/1/ns/net"]).await;
     assert_eq!(
         net.trim(),
-        std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string()
+        std::fs::read_link("/proc/self/ns/net")
+            .unwrap()
+            .display()
+            .to_string()
     );
     assert!(t.runtime.sandbox(&pod).unwrap().netns_path().is_none());
     shim.stop(libc::SIGKILL, Duration::ZERO).await.unwrap();
@@ -154,7 +161,10 @@ async fn sandbox_teardown_leaves_nothing_behind_and_can_be_repeated() {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(exit, berth_runtime::ContainerExit::Exited(_)), "{exit:?}");
+        assert!(
+            matches!(exit, berth_runtime::ContainerExit::Exited(_)),
+            "{exit:?}"
+        );
         t.runtime.remove_container(shim.id(), false).await.unwrap();
     }
     extra.wait().await.ok();
@@ -163,7 +173,11 @@ async fn sandbox_teardown_leaves_nothing_behind_and_can_be_repeated() {
     // Processes.
     for shim in &shims {
         assert!(!process_alive(shim.pid()), "shim {} still runs", shim.pid());
-        assert!(!process_alive(shim.init_pid()), "init {} still runs", shim.init_pid());
+        assert!(
+            !process_alive(shim.init_pid()),
+            "init {} still runs",
+            shim.init_pid()
+        );
     }
     // Mounts: nothing of the test's directories, the sandbox or the containers.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -202,9 +216,19 @@ async fn sandboxes_are_unique_and_bad_hostnames_create_nothing() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(again, SandboxError::AlreadyExists { .. }), "{again}");
+    assert!(
+        matches!(again, SandboxError::AlreadyExists { .. }),
+        "{again}"
+    );
     // The failed second create did not disturb the first.
-    assert!(t.runtime.sandbox(&pod).unwrap().dir().join("ns/net").exists());
+    assert!(
+        t.runtime
+            .sandbox(&pod)
+            .unwrap()
+            .dir()
+            .join("ns/net")
+            .exists()
+    );
 
     let bad = PodUid::new(format!("bad-{}", t.name)).unwrap();
     let err = t

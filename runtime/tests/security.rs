@@ -55,13 +55,28 @@ async fn masked_and_read_only_proc_paths_are_applied() {
     assert_eq!(size.trim(), "0", "/proc/timer_list is masked by /dev/null");
     let (_, acpi, _) = exec(&t, "c-mask", &["ls", "-A", "/proc/acpi"]).await;
     assert_eq!(acpi.trim(), "", "/proc/acpi is masked by an empty tmpfs");
-    let (code, _, _) = exec(&t, "c-mask", &["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"]).await;
+    let (code, _, _) = exec(
+        &t,
+        "c-mask",
+        &["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"],
+    )
+    .await;
     assert_ne!(code, 0, "/proc/sys is read-only");
     let (_, devs, _) = exec(&t, "c-mask", &["ls", "/dev"]).await;
-    for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue"] {
-        assert!(devs.split_whitespace().any(|d| d == dev), "/dev/{dev} missing: {devs}");
+    for dev in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue",
+    ] {
+        assert!(
+            devs.split_whitespace().any(|d| d == dev),
+            "/dev/{dev} missing: {devs}"
+        );
     }
-    assert!(!devs.split_whitespace().any(|d| d.starts_with("vd") || d.starts_with("sd")), "{devs}");
+    assert!(
+        !devs
+            .split_whitespace()
+            .any(|d| d.starts_with("vd") || d.starts_with("sd")),
+        "{devs}"
+    );
     shim.stop(libc::SIGKILL, Duration::ZERO).await.unwrap();
 }
 

@@ -101,7 +101,15 @@ mod tests {
         ] {
             assert_eq!(Request::parse(&r.encode()), Some(r));
         }
-        for bad in ["", "stop", "stop 15", "stop x 1", "signal", "ping extra", "reboot"] {
+        for bad in [
+            "",
+            "stop",
+            "stop 15",
+            "stop x 1",
+            "signal",
+            "ping extra",
+            "reboot",
+        ] {
             assert_eq!(Request::parse(bad), None, "{bad:?}");
         }
     }
@@ -118,7 +126,13 @@ mod tests {
             (&stream).write_all(b"ok\n").unwrap();
             req
         });
-        let reply = send(&deep, "control.sock", Request::Signal(1), Duration::from_secs(5)).unwrap();
+        let reply = send(
+            &deep,
+            "control.sock",
+            Request::Signal(1),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(reply, "ok");
         assert_eq!(server.join().unwrap(), Some(Request::Signal(1)));
     }

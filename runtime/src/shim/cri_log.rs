@@ -148,7 +148,8 @@ impl CriLogWriter {
         self.record.extend_from_slice(self.stamp.as_bytes());
         self.record.push(b' ');
         self.record.extend_from_slice(stream.as_str().as_bytes());
-        self.record.extend_from_slice(if partial { b" P " } else { b" F " });
+        self.record
+            .extend_from_slice(if partial { b" P " } else { b" F " });
         self.record.extend_from_slice(content);
         self.record.push(b'\n');
         if self.size > 0 && self.size + self.record.len() as u64 > self.max_size {
@@ -195,7 +196,9 @@ mod tests {
         let mut out = Vec::new();
         let mut s = LineSplitter::new(max);
         for c in chunks {
-            s.push(c, |l, p| out.push((String::from_utf8_lossy(l).into_owned(), p)));
+            s.push(c, |l, p| {
+                out.push((String::from_utf8_lossy(l).into_owned(), p))
+            });
         }
         s.finish(|l, p| out.push((String::from_utf8_lossy(l).into_owned(), p)));
         out
@@ -205,13 +208,24 @@ mod tests {
         items.iter().map(|(s, p)| (s.to_string(), *p)).collect()
     }
 
+    /// max_line, input chunks, expected (line, partial) pieces.
+    type SplitCase<'a> = (usize, &'a [&'a [u8]], &'a [(&'a str, bool)]);
+
     #[test]
     fn output_is_split_into_full_and_partial_lines() {
-        let cases: &[(usize, &[&[u8]], &[(&str, bool)])] = &[
+        let cases: &[SplitCase] = &[
             (10, &[b"a\nb\n"], &[("a", false), ("b", false)]),
-            (10, &[b"hel", b"lo\nwor", b"ld\n"], &[("hello", false), ("world", false)]),
+            (
+                10,
+                &[b"hel", b"lo\nwor", b"ld\n"],
+                &[("hello", false), ("world", false)],
+            ),
             (10, &[b"\n\n"], &[("", false), ("", false)]),
-            (4, &[b"abcdefghij\n"], &[("abcd", true), ("efgh", true), ("ij", false)]),
+            (
+                4,
+                &[b"abcdefghij\n"],
+                &[("abcd", true), ("efgh", true), ("ij", false)],
+            ),
             // Exactly max_line bytes then newline: one full line.
             (4, &[b"abcd\n"], &[("abcd", false)]),
             (4, &[b"abcdefgh\n"], &[("abcd", true), ("efgh", false)]),
@@ -220,7 +234,11 @@ mod tests {
             (3, &[b"ab", b"cd", b"e"], &[("abc", true), ("de", false)]),
         ];
         for (max, chunks, want) in cases {
-            assert_eq!(split(*max, chunks), lines(want), "max {max} chunks {chunks:?}");
+            assert_eq!(
+                split(*max, chunks),
+                lines(want),
+                "max {max} chunks {chunks:?}"
+            );
         }
     }
 
@@ -230,7 +248,8 @@ mod tests {
         let path = dir.path().join("logs/0.log");
         let mut w = CriLogWriter::open(&path, 1 << 20, 3).unwrap();
         let t = UNIX_EPOCH + Duration::new(1_475_712_229, 669_794_202);
-        w.write_record(Stream::Stdout, false, b"hello world", t).unwrap();
+        w.write_record(Stream::Stdout, false, b"hello world", t)
+            .unwrap();
         w.write_record(Stream::Stderr, true, b"part", t).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -246,8 +265,13 @@ mod tests {
         // Each record is 30 (stamp) + 7 (" stdout") + 3 (" F ") + 2 + 1 = 43 bytes: one per file.
         let mut w = CriLogWriter::open(&path, 50, 3).unwrap();
         for i in 0..5 {
-            w.write_record(Stream::Stdout, false, format!("r{i}").as_bytes(), SystemTime::now())
-                .unwrap();
+            w.write_record(
+                Stream::Stdout,
+                false,
+                format!("r{i}").as_bytes(),
+                SystemTime::now(),
+            )
+            .unwrap();
         }
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         assert!(read(&path).ends_with("r4\n"));
@@ -263,7 +287,13 @@ mod tests {
         let path = dir.path().join("0.log");
         std::fs::write(&path, "x".repeat(45)).unwrap();
         let mut w = CriLogWriter::open(&path, 50, 2).unwrap();
-        w.write_record(Stream::Stdout, false, b"r", SystemTime::now()).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("0.log.1")).unwrap().len(), 45);
+        w.write_record(Stream::Stdout, false, b"r", SystemTime::now())
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("0.log.1"))
+                .unwrap()
+                .len(),
+            45
+        );
     }
 }

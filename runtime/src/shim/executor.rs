@@ -21,8 +21,9 @@ impl Executor for ContainerExecutor {
         super::process_setup::reset_signals()
             .map_err(|e| ExecutorError::Other(format!("failed to reset signals: {e}")))?;
         if let Some(seccomp) = &self.seccomp {
-            libcontainer::seccomp::initialize_seccomp(seccomp)
-                .map_err(|e| ExecutorError::Other(format!("failed to install seccomp filter: {e}")))?;
+            libcontainer::seccomp::initialize_seccomp(seccomp).map_err(|e| {
+                ExecutorError::Other(format!("failed to install seccomp filter: {e}"))
+            })?;
         }
         DefaultExecutor {}.exec(spec)
     }

@@ -37,7 +37,9 @@ pub enum ShimError {
     StartFailed { id: ContainerId, message: String },
     #[error("container {id} did not start within {after:?}; its shim was killed")]
     StartTimeout { id: ContainerId, after: Duration },
-    #[error("the shim of container {id} ended without reporting whether the container started{log}")]
+    #[error(
+        "the shim of container {id} ended without reporting whether the container started{log}"
+    )]
     NoReport { id: ContainerId, log: String },
     #[error("container {id} is not running")]
     NotRunning { id: ContainerId },
@@ -269,7 +271,11 @@ impl Shim {
     }
 }
 
-fn spawn_blocking(id: ContainerId, dir: PathBuf, options: &SpawnOptions) -> Result<Shim, ShimError> {
+fn spawn_blocking(
+    id: ContainerId,
+    dir: PathBuf,
+    options: &SpawnOptions,
+) -> Result<Shim, ShimError> {
     let spawn_err = |source| ShimError::Spawn {
         path: options.shim_path.clone(),
         source,
@@ -324,13 +330,13 @@ fn spawn_blocking(id: ContainerId, dir: PathBuf, options: &SpawnOptions) -> Resu
             })
         }
         Err(ReadError::Timeout) => {
-            if let Some((pid, start)) = read_pid_file(&dir) {
-                if matches!(crate::sys::process_start_time(pid), Ok(Some((t, _))) if t == start) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+            if let Some((pid, start)) = read_pid_file(&dir)
+                && matches!(crate::sys::process_start_time(pid), Ok(Some((t, _))) if t == start)
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             Err(ShimError::StartTimeout {
                 id,

@@ -94,9 +94,7 @@ pub fn start_main(dir: &Path) -> i32 {
         Err(_) => return 1,
     };
     if let Err(e) = prepare_process() {
-        report(&ready, &ReadyMessage::Error {
-            message: chain(&e),
-        });
+        report(&ready, &ReadyMessage::Error { message: chain(&e) });
         return 1;
     }
     match create_and_start(dir) {
@@ -104,15 +102,16 @@ pub fn start_main(dir: &Path) -> i32 {
             let err = exec_monitor(dir, started, ready.as_raw_fd());
             // Only reached when exec failed: take the container down again.
             kill_and_delete(dir, started.init);
-            report(&ready, &ReadyMessage::Error {
-                message: chain(&err),
-            });
+            report(
+                &ready,
+                &ReadyMessage::Error {
+                    message: chain(&err),
+                },
+            );
             1
         }
         Err(e) => {
-            report(&ready, &ReadyMessage::Error {
-                message: chain(&e),
-            });
+            report(&ready, &ReadyMessage::Error { message: chain(&e) });
             1
         }
     }
@@ -192,25 +191,30 @@ fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
 
     // Make sure the log file can be written before anything runs.
     drop(
-        super::cri_log::CriLogWriter::open(&config.log.path, config.log.max_size, config.log.max_files)
-            .map_err(|source| LaunchError::Log {
-                path: config.log.path.clone(),
-                source,
-            })?,
+        super::cri_log::CriLogWriter::open(
+            &config.log.path,
+            config.log.max_size,
+            config.log.max_files,
+        )
+        .map_err(|source| LaunchError::Log {
+            path: config.log.path.clone(),
+            source,
+        })?,
     );
 
     let stdin = File::open("/dev/null").map_err(setup("opening /dev/null"))?;
-    let (stdout_r, stdout_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| LaunchError::Setup {
+    let (stdout_r, stdout_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::Setup {
             step: "creating the stdout pipe",
             source: e.into(),
         })?;
-    let (stderr_r, stderr_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| LaunchError::Setup {
+    let (stderr_r, stderr_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::Setup {
             step: "creating the stderr pipe",
             source: e.into(),
         })?;
-    let control = super::control::bind(dir, files::CONTROL).map_err(setup("binding control.sock"))?;
+    let control =
+        super::control::bind(dir, files::CONTROL).map_err(setup("binding control.sock"))?;
 
     // Blocked from here on: the monitor reads them from a signalfd, and the executor clears
     // the mask in the container before its execve.
@@ -242,7 +246,9 @@ fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
                 source,
             }
         })?;
-    let init = container.pid().ok_or_else(|| LaunchError::NoPid { id: id.clone() })?;
+    let init = container
+        .pid()
+        .ok_or_else(|| LaunchError::NoPid { id: id.clone() })?;
     if let Err(source) = container.start() {
         kill_and_reap(init);
         delete_state(&config.libcontainer_root, &id);
@@ -336,7 +342,10 @@ fn exec_monitor(dir: &Path, started: Started, ready_fd: i32) -> LaunchError {
         format!("stderr={}", started.stderr),
         format!("control={}", started.control),
         format!("ready={ready_fd}"),
-        format!("ready-msg={}", serde_json::to_string(&ready).unwrap_or_default()),
+        format!(
+            "ready-msg={}",
+            serde_json::to_string(&ready).unwrap_or_default()
+        ),
         format!("started-at={started_at}"),
         format!("log={}", config.log.path.display()),
         format!("log-max-size={}", config.log.max_size),

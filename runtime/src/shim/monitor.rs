@@ -243,12 +243,13 @@ impl Monitor {
                     self.read_output(i);
                 }
             }
-            if let Some(at) = self.kill_at {
-                if self.init_alive() && Instant::now() >= at {
-                    self.kill_at = None;
-                    let _ = kill(self.args.init, Signal::SIGKILL);
-                    self.kill_cgroup();
-                }
+            if let Some(at) = self.kill_at
+                && self.init_alive()
+                && Instant::now() >= at
+            {
+                self.kill_at = None;
+                let _ = kill(self.args.init, Signal::SIGKILL);
+                self.kill_cgroup();
             }
         }
     }
@@ -275,12 +276,11 @@ impl Monitor {
             let signo = info.ssi_signo as i32;
             if signo == libc::SIGCHLD {
                 self.reap();
-            } else if self.init_alive() {
-                if let Ok(sig) = Signal::try_from(signo) {
-                    if process_setup::FORWARDED.contains(&sig) {
-                        let _ = kill(self.args.init, sig);
-                    }
-                }
+            } else if self.init_alive()
+                && let Ok(sig) = Signal::try_from(signo)
+                && process_setup::FORWARDED.contains(&sig)
+            {
+                let _ = kill(self.args.init, sig);
             }
         }
     }
@@ -402,10 +402,11 @@ impl Monitor {
     }
 
     fn cgroup_empty(&self) -> bool {
-        self.args
-            .procs
-            .iter()
-            .all(|f| crate::sys::read_pids(f).map(|p| p.is_empty()).unwrap_or(true))
+        self.args.procs.iter().all(|f| {
+            crate::sys::read_pids(f)
+                .map(|p| p.is_empty())
+                .unwrap_or(true)
+        })
     }
 
     fn finish(mut self) -> i32 {
@@ -489,7 +490,8 @@ fn release_startup_pages() {
         let Some((a, b)) = range.split_once('-') else {
             continue;
         };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
             continue;
         };
         let inode = fields.nth(2).unwrap_or("0");
@@ -529,15 +531,24 @@ mod tests {
 
     #[test]
     fn oom_kill_counts_are_read_from_v1_and_v2_files() {
-        assert_eq!(parse_oom_kill("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 2);
-        assert_eq!(parse_oom_kill("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"), 1);
+        assert_eq!(
+            parse_oom_kill("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(
+            parse_oom_kill("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            1
+        );
         assert_eq!(parse_oom_kill("oom_kill_disable 0\nunder_oom 0\n"), 0);
     }
 
     #[test]
     fn monitor_arguments_name_what_is_missing() {
         let words: Vec<OsString> = ["dir=/x", "id=c"].iter().map(OsString::from).collect();
-        assert_eq!(parse_args(&words).unwrap_err(), "monitor argument init is missing");
+        assert_eq!(
+            parse_args(&words).unwrap_err(),
+            "monitor argument init is missing"
+        );
         let bad: Vec<OsString> = vec!["nonsense".into()];
         assert!(parse_args(&bad).unwrap_err().contains("is not key=value"));
     }

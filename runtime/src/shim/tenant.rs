@@ -97,7 +97,10 @@ fn report(dir: &Path, status: &ExecStatus) {
     let json = serde_json::to_vec(status).unwrap_or_default();
     let path = status_path(dir, std::process::id());
     if let Err(e) = crate::fsutil::replace_file(&path, &json, 0o600) {
-        eprintln!("berth-shim exec: recording the outcome in {}: {e}", path.display());
+        eprintln!(
+            "berth-shim exec: recording the outcome in {}: {e}",
+            path.display()
+        );
     }
 }
 
@@ -125,17 +128,25 @@ fn start(dir: &Path, words: &[String]) -> Result<Pid, String> {
     let config: ShimConfig = std::fs::read(&config_path)
         .map_err(|e| format!("reading {}: {e}", config_path.display()))
         .and_then(|b| {
-            serde_json::from_slice(&b).map_err(|e| format!("parsing {}: {e}", config_path.display()))
+            serde_json::from_slice(&b)
+                .map_err(|e| format!("parsing {}: {e}", config_path.display()))
         })?;
     let spec_path = config.bundle.join("config.json");
-    let spec = Spec::load(&spec_path).map_err(|e| format!("loading {}: {e}", spec_path.display()))?;
+    let spec =
+        Spec::load(&spec_path).map_err(|e| format!("loading {}: {e}", spec_path.display()))?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-    let mut process = spec.process().clone().ok_or("the container spec has no process")?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or("the container spec has no process")?;
     process.set_args(Some(args.command.clone()));
     let mut env = process.env().clone().unwrap_or_default();
     for (k, v) in &args.env {
         let entry = format!("{k}={v}");
-        match env.iter_mut().find(|e| e.split('=').next() == Some(k.as_str())) {
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(k.as_str()))
+        {
             Some(slot) => *slot = entry,
             None => env.push(entry),
         }
@@ -175,7 +186,10 @@ fn wait_forwarding(pid: Pid) -> (i32, Option<i32>) {
     )
     .ok();
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+        ) {
             Ok(WaitStatus::Exited(p, code)) if p == pid => return (code, None),
             Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
                 return (128 + sig as i32, Some(sig as i32));

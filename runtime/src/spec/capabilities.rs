@@ -182,23 +182,31 @@ mod tests {
     fn add_and_drop_adjust_the_default_set() {
         let cases: &[(&[&str], &[&str], &[&str])] = &[
             (&[], &[], DEFAULT_CAPABILITIES),
-            (&["NET_ADMIN"], &[], &[DEFAULT_CAPABILITIES, &["CAP_NET_ADMIN"]].concat()),
+            (
+                &["NET_ADMIN"],
+                &[],
+                &[DEFAULT_CAPABILITIES, &["CAP_NET_ADMIN"]].concat(),
+            ),
             (&[], &["ALL"], &[]),
             (&["NET_BIND_SERVICE"], &["all"], &["CAP_NET_BIND_SERVICE"]),
-            (&[], &["CAP_NET_RAW", "mknod"], &[
-                "CAP_CHOWN",
-                "CAP_DAC_OVERRIDE",
-                "CAP_FSETID",
-                "CAP_FOWNER",
-                "CAP_SETGID",
-                "CAP_SETUID",
-                "CAP_SETFCAP",
-                "CAP_SETPCAP",
-                "CAP_NET_BIND_SERVICE",
-                "CAP_SYS_CHROOT",
-                "CAP_KILL",
-                "CAP_AUDIT_WRITE",
-            ]),
+            (
+                &[],
+                &["CAP_NET_RAW", "mknod"],
+                &[
+                    "CAP_CHOWN",
+                    "CAP_DAC_OVERRIDE",
+                    "CAP_FSETID",
+                    "CAP_FOWNER",
+                    "CAP_SETGID",
+                    "CAP_SETUID",
+                    "CAP_SETFCAP",
+                    "CAP_SETPCAP",
+                    "CAP_NET_BIND_SERVICE",
+                    "CAP_SYS_CHROOT",
+                    "CAP_KILL",
+                    "CAP_AUDIT_WRITE",
+                ],
+            ),
             (&["ALL"], &[], ALL_CAPABILITIES),
         ];
         for (add, drop, want) in cases {

@@ -27,11 +27,15 @@ pub use user::{ResolvedUser, UserDb};
 /// A container description that cannot become a spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("no command: neither the container's command/args nor the image's entrypoint/cmd give one")]
+    #[error(
+        "no command: neither the container's command/args nor the image's entrypoint/cmd give one"
+    )]
     NoCommand,
     #[error("the command's executable (first element) is empty")]
     EmptyExecutable,
-    #[error("environment variable name {name:?} is invalid: it must be non-empty and contain no '=' or NUL")]
+    #[error(
+        "environment variable name {name:?} is invalid: it must be non-empty and contain no '=' or NUL"
+    )]
     BadEnvName { name: String },
     #[error("working directory {path:?} must be absolute")]
     RelativeWorkingDir { path: String },
@@ -106,7 +110,9 @@ impl Resources {
     /// Rejects zero limits, which the kernel would read as "nothing allowed".
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.cpu_limit_millis == Some(0) {
-            return Err(SpecError::ZeroLimit { field: "limits.cpu" });
+            return Err(SpecError::ZeroLimit {
+                field: "limits.cpu",
+            });
         }
         if self.memory_limit_bytes == Some(0) {
             return Err(SpecError::ZeroLimit {
@@ -114,7 +120,9 @@ impl Resources {
             });
         }
         if matches!(self.pids_limit, Some(n) if n <= 0) {
-            return Err(SpecError::ZeroLimit { field: "limits.pids" });
+            return Err(SpecError::ZeroLimit {
+                field: "limits.pids",
+            });
         }
         Ok(())
     }
@@ -256,7 +264,9 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let mut user = User::default();
     user.set_uid(ident.uid);
     user.set_gid(ident.gid);
-    user.set_additional_gids((!ident.additional_gids.is_empty()).then(|| ident.additional_gids.clone()));
+    user.set_additional_gids(
+        (!ident.additional_gids.is_empty()).then(|| ident.additional_gids.clone()),
+    );
 
     let mut env = env;
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -312,7 +322,10 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         if !seen.insert(dest.clone()) {
             return Err(SpecError::DuplicateMountPath { path: dest });
         }
-        volume_mounts.push((mounts::depth(&dest), mounts::bind(&m.source, &dest, m.read_only)));
+        volume_mounts.push((
+            mounts::depth(&dest),
+            mounts::bind(&m.source, &dest, m.read_only),
+        ));
     }
     volume_mounts.sort_by_key(|(depth, _)| *depth);
     all_mounts.extend(volume_mounts.into_iter().map(|(_, m)| m));
@@ -368,9 +381,14 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
     } else {
-        linux.set_masked_paths(Some(mounts::MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
+        linux.set_masked_paths(Some(
+            mounts::MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+        ));
         linux.set_readonly_paths(Some(
-            mounts::READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+            mounts::READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         ));
     }
     if !sec.privileged && sec.seccomp == SeccompProfile::RuntimeDefault {
@@ -392,10 +410,13 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     spec.set_process(Some(process));
     spec.set_mounts(Some(all_mounts));
     spec.set_linux(Some(linux));
-    spec.set_annotations(
-        (!input.annotations.is_empty())
-            .then(|| input.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-    );
+    spec.set_annotations((!input.annotations.is_empty()).then(|| {
+        input
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }));
     Ok(spec)
 }
 

@@ -55,9 +55,21 @@ pub fn defaults(privileged: bool, own_netns: bool, shm: Shm<'_>) -> Vec<Mount> {
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
     ];
     mounts.push(match shm {
         Shm::Pod(path) => {
@@ -77,7 +89,12 @@ pub fn defaults(privileged: bool, own_netns: bool, shm: Shm<'_>) -> Vec<Mount> {
     });
     let ro = if privileged { "rw" } else { "ro" };
     if own_netns {
-        mounts.push(mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro]));
+        mounts.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", ro],
+        ));
     } else {
         mounts.push(mount(
             "/sys",
@@ -166,11 +183,23 @@ mod tests {
             ("/data/", Ok("/data")),
             ("//a/./b", Ok("/a/b")),
             ("/a/b/../c", Ok("/a/c")),
-            ("/../etc", Err("mount path \"/../etc\" resolves outside the container's root")),
-            ("/a/../../etc", Err("mount path \"/a/../../etc\" resolves outside the container's root")),
+            (
+                "/../etc",
+                Err("mount path \"/../etc\" resolves outside the container's root"),
+            ),
+            (
+                "/a/../../etc",
+                Err("mount path \"/a/../../etc\" resolves outside the container's root"),
+            ),
             ("data", Err("mount path \"data\" must be absolute")),
-            ("/", Err("mount path \"/\" would cover the container's whole root filesystem")),
-            ("/a/..", Err("mount path \"/a/..\" would cover the container's whole root filesystem")),
+            (
+                "/",
+                Err("mount path \"/\" would cover the container's whole root filesystem"),
+            ),
+            (
+                "/a/..",
+                Err("mount path \"/a/..\" would cover the container's whole root filesystem"),
+            ),
         ];
         for (input, want) in cases {
             let got = normalise_mount_path(input).map_err(|e| e.to_string());
@@ -182,18 +211,31 @@ mod tests {
     #[test]
     fn sysfs_is_bind_mounted_without_a_network_namespace() {
         let own = defaults(false, true, Shm::Private);
-        let sys = own.iter().find(|m| m.destination() == Path::new("/sys")).unwrap();
+        let sys = own
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
         assert_eq!(sys.typ().as_deref(), Some("sysfs"));
         let host = defaults(false, false, Shm::Private);
-        let sys = host.iter().find(|m| m.destination() == Path::new("/sys")).unwrap();
+        let sys = host
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
         assert_eq!(sys.typ().as_deref(), Some("bind"));
         assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
     }
 
     #[test]
     fn pod_shm_is_shared_by_bind_mount() {
-        let m = defaults(false, true, Shm::Pod(Path::new("/run/berth/sandboxes/p/shm")));
-        let shm = m.iter().find(|m| m.destination() == Path::new("/dev/shm")).unwrap();
+        let m = defaults(
+            false,
+            true,
+            Shm::Pod(Path::new("/run/berth/sandboxes/p/shm")),
+        );
+        let shm = m
+            .iter()
+            .find(|m| m.destination() == Path::new("/dev/shm"))
+            .unwrap();
         assert_eq!(shm.typ().as_deref(), Some("bind"));
         assert_eq!(
             shm.source().as_deref(),

@@ -38,11 +38,9 @@ pub fn resolve_env(
     hostname: Option<&str>,
 ) -> Result<Vec<String>, SpecError> {
     let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |name: &str, value: &str| {
-        match env.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value.to_owned(),
-            None => env.push((name.to_owned(), value.to_owned())),
-        }
+    let mut set = |name: &str, value: &str| match env.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = value.to_owned(),
+        None => env.push((name.to_owned(), value.to_owned())),
     };
     if let Some(h) = hostname {
         set("HOSTNAME", h);
@@ -95,27 +93,55 @@ mod tests {
         s.iter().map(|s| s.to_string()).collect()
     }
 
+    /// image entrypoint, image cmd, command, args, expected argv.
+    type ArgsCase<'a> = (
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+
     #[test]
     fn command_and_args_combine_with_the_image_as_kubernetes_documents() {
         // The table of https://kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/
-        let cases: &[(&[&str], &[&str], &[&str], &[&str], &[&str])] = &[
+        let cases: &[ArgsCase] = &[
             // image entrypoint, image cmd, command, args => argv
             (&["/ep"], &["foo", "bar"], &[], &[], &["/ep", "foo", "bar"]),
             (&["/ep"], &["foo", "bar"], &["/cmd"], &[], &["/cmd"]),
-            (&["/ep"], &["foo", "bar"], &[], &["zoo", "boo"], &["/ep", "zoo", "boo"]),
-            (&["/ep"], &["foo", "bar"], &["/cmd"], &["zoo", "boo"], &["/cmd", "zoo", "boo"]),
+            (
+                &["/ep"],
+                &["foo", "bar"],
+                &[],
+                &["zoo", "boo"],
+                &["/ep", "zoo", "boo"],
+            ),
+            (
+                &["/ep"],
+                &["foo", "bar"],
+                &["/cmd"],
+                &["zoo", "boo"],
+                &["/cmd", "zoo", "boo"],
+            ),
             (&[], &["sh"], &[], &[], &["sh"]),
             (&[], &["sh"], &[], &["-c", "x"], &["-c", "x"]),
         ];
         for (ep, cmd, command, args, want) in cases {
             let got = resolve_args(&image(ep, cmd), &v(command), &v(args)).unwrap();
-            assert_eq!(got, v(want), "ep {ep:?} cmd {cmd:?} command {command:?} args {args:?}");
+            assert_eq!(
+                got,
+                v(want),
+                "ep {ep:?} cmd {cmd:?} command {command:?} args {args:?}"
+            );
         }
     }
 
     #[test]
     fn a_container_without_any_command_is_an_error() {
-        assert_eq!(resolve_args(&image(&[], &[]), &[], &[]), Err(SpecError::NoCommand));
+        assert_eq!(
+            resolve_args(&image(&[], &[]), &[], &[]),
+            Err(SpecError::NoCommand)
+        );
         assert_eq!(
             resolve_args(&image(&[], &[]), &v(&[""]), &[]),
             Err(SpecError::EmptyExecutable)
@@ -136,7 +162,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             got,
-            v(&["HOSTNAME=web-0", "PATH=/bin", "A=1", "B=3", "FLAG=", "C=x=y"])
+            v(&[
+                "HOSTNAME=web-0",
+                "PATH=/bin",
+                "A=1",
+                "B=3",
+                "FLAG=",
+                "C=x=y"
+            ])
         );
     }
 
@@ -153,9 +186,12 @@ mod tests {
 
     #[test]
     fn bad_env_names_are_errors_naming_them() {
-        let err = resolve_env(&ImageConfig::default(), &[("A=B".into(), "1".into())], None)
-            .unwrap_err();
-        assert_eq!(err.to_string(), "environment variable name \"A=B\" is invalid: it must be non-empty and contain no '=' or NUL");
+        let err =
+            resolve_env(&ImageConfig::default(), &[("A=B".into(), "1".into())], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable name \"A=B\" is invalid: it must be non-empty and contain no '=' or NUL"
+        );
     }
 
     #[test]

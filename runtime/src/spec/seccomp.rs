@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator,
+    LinuxSyscall,
 };
 use serde::Deserialize;
 
@@ -38,7 +39,10 @@ struct Rule {
 /// filter must cover on it (native plus compat ABIs), as containerd chooses them.
 pub fn host_arch() -> (&'static str, Vec<Arch>) {
     match std::env::consts::ARCH {
-        "x86_64" => ("amd64", vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]),
+        "x86_64" => (
+            "amd64",
+            vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
+        ),
         "aarch64" => ("arm64", vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm]),
         "x86" => ("x86", vec![Arch::ScmpArchX86]),
         "arm" => ("arm", vec![Arch::ScmpArchArm]),
@@ -171,7 +175,10 @@ mod tests {
             .expect("clone rule");
         let arg = clone.args().as_ref().unwrap()[0];
         assert_eq!(arg.op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
-        assert_eq!((arg.index(), arg.value(), arg.value_two()), (0, 0x7E02_0000, Some(0)));
+        assert_eq!(
+            (arg.index(), arg.value(), arg.value_two()),
+            (0, 0x7E02_0000, Some(0))
+        );
         let clone3 = rules
             .iter()
             .find(|s| s.names() == &vec!["clone3".to_string()])
@@ -181,8 +188,14 @@ mod tests {
 
         let admin = default_profile(&caps(&["CAP_SYS_ADMIN"]), "amd64", vec![]);
         assert!(allowed(&admin, "clone3"));
-        assert!(!admin.syscalls().as_ref().unwrap().iter().any(|s| s.action()
-            == LinuxSeccompAction::ScmpActErrno));
+        assert!(
+            !admin
+                .syscalls()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|s| s.action() == LinuxSeccompAction::ScmpActErrno)
+        );
     }
 
     #[test]

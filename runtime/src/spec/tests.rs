@@ -2,7 +2,10 @@ use super::*;
 use oci_spec::runtime::LinuxSeccompAction;
 
 fn host_caps() -> BTreeSet<String> {
-    capabilities::ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect()
+    capabilities::ALL_CAPABILITIES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn pod_namespaces() -> PodNamespaces {
@@ -97,7 +100,13 @@ fn effective_caps(spec: &Spec) -> BTreeSet<String> {
         .as_ref()
         .unwrap()
         .iter()
-        .map(|c| serde_json::to_value(c).unwrap().as_str().unwrap().to_owned())
+        .map(|c| {
+            serde_json::to_value(c)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -116,7 +125,13 @@ fn a_default_container_gets_containerd_defaults() {
             .unwrap()
             .contains(&"HOSTNAME=web-0".to_string())
     );
-    assert!(process.env().as_ref().unwrap().contains(&"HOME=/root".to_string()));
+    assert!(
+        process
+            .env()
+            .as_ref()
+            .unwrap()
+            .contains(&"HOME=/root".to_string())
+    );
     let caps = effective_caps(&spec);
     assert_eq!(caps.len(), 14);
     assert_eq!(
@@ -128,14 +143,41 @@ fn a_default_container_gets_containerd_defaults() {
     );
 
     let linux = spec.linux().as_ref().unwrap();
-    let seccomp = linux.seccomp().as_ref().expect("seccomp in force by default");
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .expect("seccomp in force by default");
     assert_eq!(seccomp.default_action(), LinuxSeccompAction::ScmpActErrno);
-    assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
-    assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
-    let devices = linux.resources().as_ref().unwrap().devices().as_ref().unwrap();
+    assert!(
+        linux
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string())
+    );
+    assert!(
+        linux
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sys".to_string())
+    );
+    let devices = linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .as_ref()
+        .unwrap();
     assert_eq!(devices.len(), 1);
-    assert!(!devices[0].allow(), "all devices denied except the defaults");
-    assert_eq!(linux.cgroups_path().as_deref(), Some(Path::new("/berth/podp/c1")));
+    assert!(
+        !devices[0].allow(),
+        "all devices denied except the defaults"
+    );
+    assert_eq!(
+        linux.cgroups_path().as_deref(),
+        Some(Path::new("/berth/podp/c1"))
+    );
 
     assert_eq!(
         ns_types(&spec),
@@ -146,16 +188,34 @@ fn a_default_container_gets_containerd_defaults() {
                 LinuxNamespaceType::Network,
                 Some("/run/berth/sandboxes/p/ns/net".into())
             ),
-            (LinuxNamespaceType::Uts, Some("/run/berth/sandboxes/p/ns/uts".into())),
-            (LinuxNamespaceType::Ipc, Some("/run/berth/sandboxes/p/ns/ipc".into())),
+            (
+                LinuxNamespaceType::Uts,
+                Some("/run/berth/sandboxes/p/ns/uts".into())
+            ),
+            (
+                LinuxNamespaceType::Ipc,
+                Some("/run/berth/sandboxes/p/ns/ipc".into())
+            ),
         ]
     );
     assert_eq!(
         destinations(&spec),
-        vec!["/proc", "/dev", "/dev/pts", "/dev/mqueue", "/dev/shm", "/sys", "/sys/fs/cgroup"]
+        vec![
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/mqueue",
+            "/dev/shm",
+            "/sys",
+            "/sys/fs/cgroup"
+        ]
     );
     assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(false));
-    assert_eq!(spec.hostname(), &None, "the pod's UTS namespace carries the hostname");
+    assert_eq!(
+        spec.hostname(),
+        &None,
+        "the pod's UTS namespace carries the hostname"
+    );
 }
 
 #[test]
@@ -168,9 +228,21 @@ fn a_privileged_container_is_unconfined() {
     assert!(linux.seccomp().is_none());
     assert!(linux.masked_paths().is_none());
     assert!(linux.readonly_paths().is_none());
-    assert!(linux.resources().as_ref().unwrap().devices().as_ref().unwrap()[0].allow());
+    assert!(
+        linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap()[0]
+            .allow()
+    );
     assert_eq!(effective_caps(&spec), f.caps);
-    assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), Some(false));
+    assert_eq!(
+        spec.process().as_ref().unwrap().no_new_privileges(),
+        Some(false)
+    );
 }
 
 #[test]
@@ -180,7 +252,10 @@ fn seccomp_unconfined_and_privilege_escalation_are_honoured() {
     f.container.security.allow_privilege_escalation = Some(true);
     let spec = f.build().unwrap();
     assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
-    assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), Some(false));
+    assert_eq!(
+        spec.process().as_ref().unwrap().no_new_privileges(),
+        Some(false)
+    );
 }
 
 #[test]
@@ -272,7 +347,13 @@ fn read_only_root_filesystem_makes_root_and_etc_files_read_only() {
         .iter()
         .find(|m| m.destination() == Path::new("/etc/hosts"))
         .unwrap();
-    assert!(hosts.options().as_ref().unwrap().contains(&"ro".to_string()));
+    assert!(
+        hosts
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_string())
+    );
 }
 
 #[test]

@@ -129,7 +129,7 @@ impl UserDb {
         let mut additional_gids = Vec::new();
         if let Some(entry) = entry {
             for g in &self.groups {
-                if g.members.iter().any(|m| *m == entry.name) && g.gid != gid {
+                if g.members.contains(&entry.name) && g.gid != gid {
                     additional_gids.push(g.gid);
                 }
             }
@@ -147,7 +147,10 @@ impl UserDb {
         })
     }
 
-    fn resolve_image_user(&self, spec: &str) -> Result<(u32, u32, Option<&PasswdEntry>), SpecError> {
+    fn resolve_image_user(
+        &self,
+        spec: &str,
+    ) -> Result<(u32, u32, Option<&PasswdEntry>), SpecError> {
         let (user_part, group_part) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
@@ -171,7 +174,9 @@ impl UserDb {
                 Ok(gid) => gid,
                 Err(_) => {
                     self.group_by_name(g)
-                        .ok_or_else(|| SpecError::UnknownGroup { group: g.to_owned() })?
+                        .ok_or_else(|| SpecError::UnknownGroup {
+                            group: g.to_owned(),
+                        })?
                         .gid
                 }
             },
@@ -187,7 +192,10 @@ fn read_in_root(root: &std::fs::File, path: &str) -> io::Result<String> {
         Err(e) => return Err(e),
     };
     let mut text = String::new();
-    io::Read::read_to_string(&mut io::Read::take(std::fs::File::from(fd), 4 << 20), &mut text)?;
+    io::Read::read_to_string(
+        &mut io::Read::take(std::fs::File::from(fd), 4 << 20),
+        &mut text,
+    )?;
     Ok(text)
 }
 
@@ -200,7 +208,8 @@ mod tests {
         www:x:33:33:www:/var/www:/bin/false\n\
         app:x:1000:1001:app:/home/app:/bin/sh\n\
         broken-line\n";
-    const GROUP: &str = "root:x:0:\nwww:x:33:\nappgrp:x:1001:\nextra:x:2000:app,www\nvideo:x:44:app\n";
+    const GROUP: &str =
+        "root:x:0:\nwww:x:33:\nappgrp:x:1001:\nextra:x:2000:app,www\nvideo:x:44:app\n";
 
     fn db() -> UserDb {
         UserDb::parse(PASSWD, GROUP)
@@ -215,39 +224,107 @@ mod tests {
         }
     }
 
+    /// image user, runAsUser, runAsGroup, extra gids, expected identity.
+    type UserCase<'a> = (
+        Option<&'a str>,
+        Option<u32>,
+        Option<u32>,
+        &'a [u32],
+        ResolvedUser,
+    );
+
     #[test]
     fn identities_resolve_as_kubernetes_does() {
-        let cases: &[(Option<&str>, Option<u32>, Option<u32>, &[u32], ResolvedUser)] = &[
+        let cases: &[UserCase] = &[
             (None, None, None, &[], user(0, 0, &[], Some("/root"))),
             (Some(""), None, None, &[], user(0, 0, &[], Some("/root"))),
-            (Some("app"), None, None, &[], user(1000, 1001, &[2000, 44], Some("/home/app"))),
-            (Some("1000"), None, None, &[], user(1000, 1001, &[2000, 44], Some("/home/app"))),
-            (Some("app:video"), None, None, &[], user(1000, 44, &[2000], Some("/home/app"))),
-            (Some("app:5"), None, None, &[], user(1000, 5, &[2000, 44], Some("/home/app"))),
+            (
+                Some("app"),
+                None,
+                None,
+                &[],
+                user(1000, 1001, &[2000, 44], Some("/home/app")),
+            ),
+            (
+                Some("1000"),
+                None,
+                None,
+                &[],
+                user(1000, 1001, &[2000, 44], Some("/home/app")),
+            ),
+            (
+                Some("app:video"),
+                None,
+                None,
+                &[],
+                user(1000, 44, &[2000], Some("/home/app")),
+            ),
+            (
+                Some("app:5"),
+                None,
+                None,
+                &[],
+                user(1000, 5, &[2000, 44], Some("/home/app")),
+            ),
             (Some("4242"), None, None, &[], user(4242, 0, &[], None)),
             (Some("4242:7"), None, None, &[], user(4242, 7, &[], None)),
             // runAsUser overrides the image user, and takes the primary group from passwd.
-            (Some("app"), Some(33), None, &[], user(33, 33, &[2000], Some("/var/www"))),
+            (
+                Some("app"),
+                Some(33),
+                None,
+                &[],
+                user(33, 33, &[2000], Some("/var/www")),
+            ),
             (Some("app"), Some(5000), None, &[], user(5000, 0, &[], None)),
             // runAsGroup overrides the group, also of an image user.
-            (Some("app"), None, Some(9), &[], user(1000, 9, &[2000, 44], Some("/home/app"))),
-            (None, Some(5000), Some(6000), &[7, 7, 8], user(5000, 6000, &[7, 8], None)),
-            (Some("www"), None, None, &[3000], user(33, 33, &[2000, 3000], Some("/var/www"))),
+            (
+                Some("app"),
+                None,
+                Some(9),
+                &[],
+                user(1000, 9, &[2000, 44], Some("/home/app")),
+            ),
+            (
+                None,
+                Some(5000),
+                Some(6000),
+                &[7, 7, 8],
+                user(5000, 6000, &[7, 8], None),
+            ),
+            (
+                Some("www"),
+                None,
+                None,
+                &[3000],
+                user(33, 33, &[2000, 3000], Some("/var/www")),
+            ),
         ];
         for (image_user, run_as_user, run_as_group, extra, want) in cases {
             let got = db()
                 .resolve(*image_user, *run_as_user, *run_as_group, extra)
                 .unwrap();
-            assert_eq!(&got, want, "image user {image_user:?} runAsUser {run_as_user:?}");
+            assert_eq!(
+                &got, want,
+                "image user {image_user:?} runAsUser {run_as_user:?}"
+            );
         }
     }
 
     #[test]
     fn unknown_names_are_errors_naming_them() {
         let err = db().resolve(Some("nobody"), None, None, &[]).unwrap_err();
-        assert_eq!(err.to_string(), "user \"nobody\" from the image is not in its /etc/passwd");
-        let err = db().resolve(Some("app:nogroup"), None, None, &[]).unwrap_err();
-        assert_eq!(err.to_string(), "group \"nogroup\" from the image is not in its /etc/group");
+        assert_eq!(
+            err.to_string(),
+            "user \"nobody\" from the image is not in its /etc/passwd"
+        );
+        let err = db()
+            .resolve(Some("app:nogroup"), None, None, &[])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "group \"nogroup\" from the image is not in its /etc/group"
+        );
         // runAsUser makes the image user irrelevant.
         assert!(db().resolve(Some("nobody"), Some(1), None, &[]).is_ok());
     }

@@ -43,12 +43,17 @@ pub enum StorageMedium {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeSource {
     /// A claim directory: persistent, shared by every pod that names the claim.
-    Claim { claim: String },
+    Claim {
+        claim: String,
+    },
     EmptyDir {
         medium: StorageMedium,
         size_limit: Option<u64>,
     },
-    HostPath { path: PathBuf, kind: HostPathType },
+    HostPath {
+        path: PathBuf,
+        kind: HostPathType,
+    },
     ConfigMap(Projection),
     Secret(Projection),
 }
@@ -81,7 +86,9 @@ pub enum VolumeError {
         kind: &'static str,
         key: String,
     },
-    #[error("volume {volume}: item path {path:?} must be relative, without '..', and not start with '..'")]
+    #[error(
+        "volume {volume}: item path {path:?} must be relative, without '..', and not start with '..'"
+    )]
     BadItemPath { volume: String, path: String },
     #[error("volume {volume}: mode {mode:#o} of {path:?} is not a file mode (0 to 0777)")]
     BadMode {
@@ -102,7 +109,10 @@ pub enum VolumeError {
     },
 }
 
-pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
+pub(crate) fn io_err(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> VolumeError {
     let path = path.to_path_buf();
     move |source| VolumeError::Io { what, path, source }
 }
@@ -154,7 +164,9 @@ pub fn prepare(
         VolumeSource::EmptyDir { medium, size_limit } => {
             let path = pod_volume_dir(dirs, pod, kind_dir(source), name);
             std::fs::create_dir_all(&path).map_err(io_err("creating emptyDir", &path))?;
-            if *medium == StorageMedium::Memory && !crate::sys::is_mount_point(&path).unwrap_or(false) {
+            if *medium == StorageMedium::Memory
+                && !crate::sys::is_mount_point(&path).unwrap_or(false)
+            {
                 let mut data = String::from("mode=0777");
                 if let Some(size) = size_limit {
                     data.push_str(&format!(",size={size}"));
@@ -233,7 +245,8 @@ pub fn remove_pod_volumes(dirs: &RuntimeDirs, pod: &PodUid) -> Result<(), Volume
 }
 
 fn give_to_group(path: &Path, gid: u32, mode: u32) -> Result<(), VolumeError> {
-    std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err("changing the group of", path))?;
+    std::os::unix::fs::chown(path, None, Some(gid))
+        .map_err(io_err("changing the group of", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(io_err("setting the mode of", path))
 }

@@ -134,7 +134,8 @@ pub fn write(dir: &Path, files: &Payload, fs_group: Option<u32>) -> Result<(), V
             .open(&path)
             .map_err(io_err("writing", &path))?;
         f.write_all(contents).map_err(io_err("writing", &path))?;
-        std::os::unix::fs::fchown(&f, Some(0), fs_group).map_err(io_err("changing the owner of", &path))?;
+        std::os::unix::fs::fchown(&f, Some(0), fs_group)
+            .map_err(io_err("changing the owner of", &path))?;
         f.set_permissions(std::fs::Permissions::from_mode(*mode))
             .map_err(io_err("setting the mode of", &path))?;
     }
@@ -159,7 +160,10 @@ pub fn write(dir: &Path, files: &Payload, fs_group: Option<u32>) -> Result<(), V
         }
     }
     // Names that are gone, and the old set.
-    for entry in std::fs::read_dir(dir).map_err(io_err("listing", dir))?.flatten() {
+    for entry in std::fs::read_dir(dir)
+        .map_err(io_err("listing", dir))?
+        .flatten()
+    {
         let n = entry.file_name().to_string_lossy().into_owned();
         if n.starts_with("..") {
             let is_old_set = old_target.as_deref().is_some_and(|t| Path::new(&n) == t);
@@ -252,12 +256,30 @@ mod tests {
             )
         };
         let cases = [
-            (item("nope", "x", None), "volume v: key \"nope\" is not in the configMap's data"),
-            (item("b", "../x", None), "volume v: item path \"../x\" must be relative, without '..', and not start with '..'"),
-            (item("b", "/etc/x", None), "volume v: item path \"/etc/x\" must be relative, without '..', and not start with '..'"),
-            (item("b", "a/../../x", None), "volume v: item path \"a/../../x\" must be relative, without '..', and not start with '..'"),
-            (item("b", "..data", None), "volume v: item path \"..data\" must be relative, without '..', and not start with '..'"),
-            (item("b", "x", Some(0o1777)), "volume v: mode 0o1777 of \"x\" is not a file mode (0 to 0777)"),
+            (
+                item("nope", "x", None),
+                "volume v: key \"nope\" is not in the configMap's data",
+            ),
+            (
+                item("b", "../x", None),
+                "volume v: item path \"../x\" must be relative, without '..', and not start with '..'",
+            ),
+            (
+                item("b", "/etc/x", None),
+                "volume v: item path \"/etc/x\" must be relative, without '..', and not start with '..'",
+            ),
+            (
+                item("b", "a/../../x", None),
+                "volume v: item path \"a/../../x\" must be relative, without '..', and not start with '..'",
+            ),
+            (
+                item("b", "..data", None),
+                "volume v: item path \"..data\" must be relative, without '..', and not start with '..'",
+            ),
+            (
+                item("b", "x", Some(0o1777)),
+                "volume v: mode 0o1777 of \"x\" is not a file mode (0 to 0777)",
+            ),
         ];
         for (p, want) in cases {
             assert_eq!(payload("v", &p, false, None).unwrap_err().to_string(), want);
@@ -269,7 +291,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p1 = payload("v", &projection(None, None), false, None).unwrap();
         write(dir.path(), &p1, None).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("a.conf")).unwrap(), "A");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.conf")).unwrap(),
+            "A"
+        );
         let first = std::fs::read_link(dir.path().join("..data")).unwrap();
 
         let mut p2 = Projection::default();

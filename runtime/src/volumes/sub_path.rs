@@ -15,7 +15,9 @@ pub fn resolve_sub_path(root: &Path, sub_path: &str) -> Result<PathBuf, VolumeEr
     let rel = Path::new(sub_path);
     if sub_path.is_empty()
         || rel.is_absolute()
-        || !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        || !rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
     {
         return Err(VolumeError::BadSubPath {
             sub_path: sub_path.to_owned(),
@@ -92,7 +94,11 @@ mod tests {
         // Again: idempotent.
         assert_eq!(resolve_sub_path(vol.path(), "a/b/c").unwrap(), p);
         std::fs::write(p.join("file"), "x").unwrap();
-        assert!(resolve_sub_path(vol.path(), "a/b/c/file").unwrap().is_file());
+        assert!(
+            resolve_sub_path(vol.path(), "a/b/c/file")
+                .unwrap()
+                .is_file()
+        );
     }
 
     #[test]
@@ -123,6 +129,10 @@ mod tests {
             ));
         }
         // A symlink that stays inside is fine.
-        assert!(resolve_sub_path(vol.path(), "ok-link").unwrap().ends_with("inner"));
+        assert!(
+            resolve_sub_path(vol.path(), "ok-link")
+                .unwrap()
+                .ends_with("inner")
+        );
     }
 }

@@ -47,9 +47,15 @@ fn claims_are_created_once_and_never_emptied() {
     std::fs::write(v.path.join("keep"), "important").unwrap();
     let again = prepare(&d.dirs, &d.pod, "data", &src, None).unwrap();
     assert_eq!(again.path, v.path);
-    assert_eq!(std::fs::read_to_string(v.path.join("keep")).unwrap(), "important");
+    assert_eq!(
+        std::fs::read_to_string(v.path.join("keep")).unwrap(),
+        "important"
+    );
     remove_pod_volumes(&d.dirs, &d.pod).unwrap();
-    assert_eq!(std::fs::read_to_string(v.path.join("keep")).unwrap(), "important");
+    assert_eq!(
+        std::fs::read_to_string(v.path.join("keep")).unwrap(),
+        "important"
+    );
     let err = prepare(
         &d.dirs,
         &d.pod,
@@ -125,7 +131,10 @@ fn secrets_live_on_tmpfs_owned_by_root_with_fs_group_read() {
         default_mode: None,
     });
     update_projected(&d.dirs, &d.pod, "creds", &src2, Some(2000)).unwrap();
-    assert_eq!(std::fs::read(v.path.join("password")).unwrap(), b"correct horse");
+    assert_eq!(
+        std::fs::read(v.path.join("password")).unwrap(),
+        b"correct horse"
+    );
     remove_pod_volumes(&d.dirs, &d.pod).unwrap();
     assert!(!v.path.exists());
 }

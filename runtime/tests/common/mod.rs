@@ -23,10 +23,14 @@ pub fn busybox_rootfs() -> &'static Path {
     ROOTFS.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("berth-test-rootfs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app", "usr/bin", "usr/sbin", "sbin"] {
+        for d in [
+            "bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app", "usr/bin", "usr/sbin",
+            "sbin",
+        ] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed");
+        std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
+            .expect("busybox-static is installed");
         // Inside a chroot, so the applet links point at /bin/busybox of the rootfs.
         let status = std::process::Command::new("chroot")
             .arg(&dir)
@@ -39,7 +43,11 @@ pub fn busybox_rootfs() -> &'static Path {
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(dir.join("etc/group"), "root:x:0:\napp:x:1000:\nextra:x:3000:app\n").unwrap();
+        std::fs::write(
+            dir.join("etc/group"),
+            "root:x:0:\napp:x:1000:\nextra:x:3000:app\n",
+        )
+        .unwrap();
         let mut perms = std::fs::metadata(dir.join("tmp")).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o1777);
         std::fs::set_permissions(dir.join("tmp"), perms).unwrap();
@@ -80,7 +88,11 @@ pub struct TestRuntime {
 
 /// Unique, short name for a test's resources.
 pub fn unique(test: &str) -> String {
-    let short: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect();
+    let short: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(24)
+        .collect();
     format!("{short}-{}", std::process::id())
 }
 
@@ -167,7 +179,10 @@ impl TestRuntime {
     /// The cgroup parent's directories in every hierarchy.
     pub fn cgroup_parent_dirs(&self) -> Vec<PathBuf> {
         let parent = self.runtime.cgroup_parent().to_path_buf();
-        cgroup_mounts().into_iter().map(|m| m.join(&parent)).collect()
+        cgroup_mounts()
+            .into_iter()
+            .map(|m| m.join(&parent))
+            .collect()
     }
 }
 
@@ -251,11 +266,23 @@ pub fn log_text(path: &Path) -> Vec<String> {
 pub fn assert_nothing_left(t: &TestRuntime, id: &str) {
     let dirs = t.dirs();
     let shim_dir = dirs.shims_dir().join(id);
-    assert!(!shim_dir.exists(), "shim dir {} left behind", shim_dir.display());
+    assert!(
+        !shim_dir.exists(),
+        "shim dir {} left behind",
+        shim_dir.display()
+    );
     let state = dirs.libcontainer_root().join(id);
-    assert!(!state.exists(), "libcontainer state {} left behind", state.display());
+    assert!(
+        !state.exists(),
+        "libcontainer state {} left behind",
+        state.display()
+    );
     let data = dirs.data_dir.join("containers").join(id);
-    assert!(!data.exists(), "container data {} left behind", data.display());
+    assert!(
+        !data.exists(),
+        "container data {} left behind",
+        data.display()
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&data.display().to_string()),
@@ -276,7 +303,12 @@ pub fn assert_nothing_left(t: &TestRuntime, id: &str) {
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,
@@ -305,9 +337,11 @@ pub async fn exec(t: &TestRuntime, id: &str, cmd: &[&str]) -> (i32, String, Stri
 /// Waits until the container's log has a line equal to `line`.
 pub async fn wait_for_log_line(t: &TestRuntime, id: &str, line: &str) {
     let path = t.log_path(id);
-    eventually(&format!("log line {line:?} of {id}"), Duration::from_secs(20), || {
-        log_text(&path).iter().any(|l| l == line).then_some(())
-    })
+    eventually(
+        &format!("log line {line:?} of {id}"),
+        Duration::from_secs(20),
+        || log_text(&path).iter().any(|l| l == line).then_some(()),
+    )
     .await
 }
 
