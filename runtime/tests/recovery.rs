@@ -98,6 +98,7 @@ async fn running_containers_and_exits_are_found_after_the_launcher_is_killed() {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, spec)
+        .env(ROOTFS_ENV, busybox_rootfs())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -16,11 +16,18 @@ use berth_runtime::{
     RuntimeDirs, SandboxConfig, Shim, VolumeMount,
 };
 
+/// Set for child test processes: the rootfs their parent built.
+pub const ROOTFS_ENV: &str = "BERTH_TEST_ROOTFS";
+
 /// A busybox root filesystem shared by all tests of this process (read-only use: containers
 /// get it as the lower layer of an overlay).
 pub fn busybox_rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
+        // A child test process (see tests/recovery.rs) borrows its parent's.
+        if let Some(dir) = std::env::var_os(ROOTFS_ENV) {
+            return PathBuf::from(dir);
+        }
         let dir = std::env::temp_dir().join(format!("berth-test-rootfs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for d in [
