@@ -46,6 +46,11 @@ pub fn prepare_for_create(object: &mut Object, context: &CreateContext) {
     {
         meta.name = Some(generate_name(base, context.random));
     }
+    if !kind_info_namespaced(object) {
+        // As the API server does for cluster-scoped kinds, a namespace is dropped.
+        object.metadata_mut().namespace = None;
+    }
+    let meta = object.metadata_mut();
     meta.uid = Some(context.uid.clone());
     meta.creation_timestamp = Some(Time(context.now));
     meta.generation = None;
@@ -200,6 +205,9 @@ pub fn generate_job_selector(job: &mut Job) {
 pub fn prepare_for_update(old: &Object, new: &mut Object) {
     let old_meta = old.metadata();
     carry_job_selector(old, new);
+    if !kind_info_namespaced(new) {
+        new.metadata_mut().namespace = None;
+    }
     let meta = new.metadata_mut();
     if meta.uid.is_none() {
         meta.uid = old_meta.uid.clone();
@@ -219,6 +227,10 @@ pub fn prepare_for_update(old: &Object, new: &mut Object) {
     } else {
         new.metadata_mut().generation = None;
     }
+}
+
+fn kind_info_namespaced(object: &Object) -> bool {
+    object.kind().info().namespaced
 }
 
 /// Kinds whose `metadata.generation` counts spec changes (controllers report
