@@ -689,6 +689,28 @@ fn defaults_are_the_api_servers() {
             "/spec/template/metadata/labels",
             json!({"batch.kubernetes.io/controller-uid": UID, "batch.kubernetes.io/job-name": "migrate", "controller-uid": UID, "job-name": "migrate"}),
         ),
+        (
+            edit(
+                &job(),
+                &[(
+                    "/spec/podFailurePolicy",
+                    json!({"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}),
+                )],
+            ),
+            "/spec/podReplacementPolicy",
+            json!("Failed"),
+        ),
+        (
+            edit(
+                &job(),
+                &[(
+                    "/spec/podFailurePolicy",
+                    json!({"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}),
+                )],
+            ),
+            "/spec/podFailurePolicy/rules/0/onPodConditions/0/status",
+            json!("True"),
+        ),
         (cron_job(), "/spec/concurrencyPolicy", json!("Allow")),
         (cron_job(), "/spec/suspend", json!(false)),
         (cron_job(), "/spec/successfulJobsHistoryLimit", json!(3)),
@@ -1350,6 +1372,19 @@ fn each_validation_rule_reports_the_api_servers_message() {
                 ],
             ),
             "Job.batch \"migrate\" is invalid: spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified",
+        ),
+        (
+            edit(
+                &job(),
+                &[
+                    (
+                        "/spec/podFailurePolicy",
+                        json!({"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}),
+                    ),
+                    ("/spec/podReplacementPolicy", json!("TerminatingOrFailed")),
+                ],
+            ),
+            "Job.batch \"migrate\" is invalid: spec.podReplacementPolicy: Unsupported value: \"TerminatingOrFailed\": supported values: \"Failed\"",
         ),
         // CronJob.
         (

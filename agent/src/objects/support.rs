@@ -142,12 +142,6 @@ fn check_job_spec(spec: &JobSpec, path: &FieldPath, support: &mut Support) {
             "Jobs managed by an external controller",
         );
     }
-    if spec.pod_replacement_policy.as_deref() == Some("Failed") {
-        support.warn(
-            &path.child("podReplacementPolicy"),
-            "ignored: berth replaces a pod once it has terminated (TerminatingOrFailed)",
-        );
-    }
     check_template(&spec.template, &path.child("template"), support);
 }
 

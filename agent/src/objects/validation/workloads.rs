@@ -513,6 +513,22 @@ pub fn validate_job_spec(spec: &JobSpec, path: &FieldPath) -> Vec<FieldError> {
             &["NonIndexed", "Indexed"],
         )),
     }
+    if let Some(replacement) = spec.pod_replacement_policy.as_deref() {
+        let replacement_path = path.child("podReplacementPolicy");
+        if spec.pod_failure_policy.is_some() && replacement != "Failed" {
+            errors.push(FieldError::not_supported(
+                &replacement_path,
+                replacement,
+                &["Failed"],
+            ));
+        } else if replacement != "Failed" && replacement != "TerminatingOrFailed" {
+            errors.push(FieldError::not_supported(
+                &replacement_path,
+                replacement,
+                &["TerminatingOrFailed", "Failed"],
+            ));
+        }
+    }
     let template_path = path.child("template");
     errors.extend(validate_pod_template(&spec.template, &[], &template_path));
     let policy = restart_policy(&spec.template);
