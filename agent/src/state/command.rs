@@ -121,6 +121,15 @@ impl Command {
         }
     }
 
+    /// `UpdateStatus` of `key` without a resourceVersion precondition.
+    pub fn update_status(key: ObjectKey, status: Value) -> Command {
+        Command::UpdateStatus {
+            key,
+            status,
+            precondition_resource_version: None,
+        }
+    }
+
     /// `Delete` of `key` with default options: no precondition, the object's own grace period,
     /// background propagation.
     pub fn delete(key: ObjectKey, now: Timestamp) -> Command {

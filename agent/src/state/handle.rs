@@ -433,8 +433,9 @@ impl State {
     ///
     /// With `from_revision`, the stream starts with the changes after that revision, if it is
     /// still in the bounded history (else [`WatchError::Expired`]), then continues live.
-    /// Without, it starts with an `Added` event for each current object. A watcher that falls
-    /// too far behind receives [`WatchError::Lagged`] and the stream ends.
+    /// Without, it starts with an `Added` event for each current object. A start revision
+    /// ahead of the state waits for it. A watcher that falls too far behind receives
+    /// [`WatchError::Lagged`] and the stream ends.
     pub fn watch(
         &self,
         kind: Option<&str>,
@@ -542,6 +543,13 @@ fn precheck(command: &Command) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        Command::Delete {
+            grace_period_seconds: Some(grace),
+            ..
+        } if *grace < 0 => Err(Rejection::invalid(
+            "gracePeriodSeconds",
+            format!("must not be negative, got {grace}"),
+        )),
         Command::UpdateStatus { .. } | Command::Delete { .. } | Command::Noop => Ok(()),
     }
 }
