@@ -15,3 +15,7 @@ pub mod cli;
 pub mod config;
 #[cfg(berth_lead)]
 pub mod kubelet;
+#[cfg(berth_lead)]
+pub mod controllers;
+#[cfg(berth_lead)]
+pub mod events;

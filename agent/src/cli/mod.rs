@@ -6,8 +6,10 @@
 
 pub mod args;
 pub mod client;
+mod create;
 mod describe;
 mod exec;
+mod rollout;
 pub mod table;
 pub mod target;
 pub mod yaml_out;
@@ -70,9 +72,9 @@ pub async fn run(socket: std::path::PathBuf, command: Command) -> ExitCode {
         Command::Exec(a) => exec::exec(&ctx, a).await,
         Command::Wait(a) => wait(&ctx, a).await,
         Command::Scale(a) => scale(&ctx, a).await,
-        Command::Rollout(a) => rollout(&ctx, a).await,
-        Command::Set(a) => set(&ctx, a).await,
-        Command::Create(a) => create(&ctx, a).await,
+        Command::Rollout(a) => rollout::rollout(&ctx, a).await,
+        Command::Set(a) => rollout::set(&ctx, a).await,
+        Command::Create(a) => create::create(&ctx, a).await,
         Command::Image(a) => image(&ctx, a).await,
         Command::Version => version(&ctx).await,
     };
@@ -787,17 +789,6 @@ async fn scale(ctx: &Ctx, a: ScaleArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn rollout(_ctx: &Ctx, _a: RolloutArgs) -> Result<(), CliError> {
-    Err(fail("rollout: StatefulSet rollouts are not available in this build yet"))
-}
-
-async fn set(_ctx: &Ctx, _a: SetArgs) -> Result<(), CliError> {
-    Err(fail("set image: not available in this build yet"))
-}
-
-async fn create(_ctx: &Ctx, _a: CreateArgs) -> Result<(), CliError> {
-    Err(fail("create job: not available in this build yet"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // image

@@ -127,3 +127,30 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         Err(self.unreachable())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::Vote;
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::raft::VoteRequest;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn peers_are_reported_unreachable_until_peer_networking_exists() {
+        let member = Member {
+            name: "host-b".into(),
+            address: "10.0.0.2:7070".into(),
+        };
+        let mut connection = PeerNetwork.new_client(42, &member).await;
+        let request = VoteRequest::new(Vote::new(1, 7), None);
+        let option = RPCOption::new(std::time::Duration::from_secs(1));
+        let error = connection.vote(request, option).await.unwrap_err();
+        let RPCError::Unreachable(unreachable) = &error else {
+            panic!("{error:?}")
+        };
+        let message = unreachable.to_string();
+        assert!(message.contains("raft peer 42 (host-b@10.0.0.2:7070)"), "{message}");
+        assert!(message.contains("not implemented"), "{message}");
+    }
+}
