@@ -58,6 +58,7 @@ pub mod podfiles;
 mod records;
 mod respond;
 mod server;
+mod udp_batch;
 mod wire;
 
 pub use authority::{Authority, UpdateReport};

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::authority::Authority;
 use crate::forward::{self, Forwarder};
 use crate::respond::{Outcome, RequestContext, Transport, respond};
+use crate::udp_batch::UdpBatch;
 
 /// How the server listens, whom it serves and where it forwards.
 #[derive(Clone, Debug)]
@@ -233,14 +234,13 @@ async fn bind_pair(
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let mut buf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(4096);
-    let mut served: u32 = 0;
+    let mut batch = UdpBatch::new();
+    let mut batches: u32 = 0;
     loop {
         if shared.shutdown.is_cancelled() {
             return;
         }
-        let (len, peer) = match socket.try_recv_from(&mut buf) {
+        let received = match batch.receive(&socket) {
             Ok(received) => received,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 tokio::select! {
@@ -257,51 +257,68 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             Err(error) => {
                 // ICMP errors for earlier sends surface here; they concern one peer only.
                 tracing::debug!(%error, "dns udp receive error");
+                tokio::task::yield_now().await;
                 continue;
             }
         };
-        let ctx = RequestContext {
-            transport: Transport::Udp,
-            recursion_allowed: shared.recursion_allowed(peer.ip()),
-            max_udp_payload: shared.max_udp_payload,
-        };
-        let outcome = {
+        {
             let index = shared.authority.load();
-            respond(&index, &buf[..len], &ctx, &mut out)
-        };
-        match outcome {
-            Outcome::Reply => send_udp(&socket, &out, peer).await,
-            Outcome::Drop => {}
-            Outcome::Forward => {
-                let request = buf[..len].to_vec();
-                match shared.forwards.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let socket = socket.clone();
-                        let task_shared = shared.clone();
-                        shared.tasks.spawn(async move {
-                            let forwarded = tokio::select! {
-                                _ = task_shared.shutdown.cancelled() => None,
-                                response = task_shared.forwarder.forward(&request, Transport::Udp) => response,
-                            };
-                            if let Some(response) = forwarded {
-                                send_udp(&socket, &response, peer).await;
-                            }
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "too many queries being forwarded: SERVFAIL");
-                        if let Some(response) = forward::servfail_for(&request) {
-                            send_udp(&socket, &response, peer).await;
-                        }
+            for slot in 0..received {
+                let mut out = batch.reply_buffer();
+                let Some((request, peer)) = batch.datagram(slot) else {
+                    batch.recycle(out);
+                    continue;
+                };
+                let ctx = RequestContext {
+                    transport: Transport::Udp,
+                    recursion_allowed: shared.recursion_allowed(peer.ip()),
+                    max_udp_payload: shared.max_udp_payload,
+                };
+                match respond(&index, request, &ctx, &mut out) {
+                    Outcome::Reply => batch.queue(slot, out),
+                    Outcome::Drop => batch.recycle(out),
+                    Outcome::Forward => {
+                        let request = request.to_vec();
+                        batch.recycle(out);
+                        forward_udp(&socket, &shared, request, peer);
                     }
                 }
             }
         }
-        served = served.wrapping_add(1);
-        if served.is_multiple_of(64) {
+        batch.send(&socket).await;
+        batches = batches.wrapping_add(1);
+        if batches.is_multiple_of(8) {
             // Let other tasks on this worker run under sustained load.
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Forwards one UDP query on its own task, or answers SERVFAIL at the limit.
+fn forward_udp(socket: &Arc<UdpSocket>, shared: &Arc<Shared>, request: Vec<u8>, peer: SocketAddr) {
+    match shared.forwards.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let socket = socket.clone();
+            let task_shared = shared.clone();
+            shared.tasks.spawn(async move {
+                let forwarded = tokio::select! {
+                    _ = task_shared.shutdown.cancelled() => None,
+                    response = task_shared.forwarder.forward(&request, Transport::Udp) => response,
+                };
+                if let Some(response) = forwarded {
+                    send_udp(&socket, &response, peer).await;
+                }
+                drop(permit);
+            });
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "too many queries being forwarded: SERVFAIL");
+            if let Some(response) = forward::servfail_for(&request) {
+                let socket = socket.clone();
+                shared
+                    .tasks
+                    .spawn(async move { send_udp(&socket, &response, peer).await });
+            }
         }
     }
 }

@@ -660,3 +660,47 @@ fn ipv4_and_ipv6_listeners_answer_side_by_side() {
         vec!["10.244.1.10"]
     );
 }
+
+#[test]
+fn a_burst_of_queries_is_answered_one_for_one() {
+    let server = TestServer::start(statefulset(3), |_| {});
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let names = [
+        "pg-0.pg.db.svc.cluster.local.",
+        "pg-1.pg.db.svc.cluster.local.",
+        "nope.db.svc.cluster.local.",
+    ];
+    let mut buf = [0u8; 2048];
+    // Bursts small enough for the default socket buffers, large enough to batch.
+    for burst in 0..6u16 {
+        for k in 0..50u16 {
+            let id = burst * 50 + k;
+            if k == 25 {
+                // An oversized datagram in the middle of a burst is dropped on its own.
+                socket.send_to(&[0u8; 5000], server.addr).unwrap();
+            }
+            let mut request = query_message(names[usize::from(id) % 3], RecordType::A, None);
+            request[0..2].copy_from_slice(&id.to_be_bytes());
+            socket.send_to(&request, server.addr).unwrap();
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < 50 {
+            let len = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("burst {burst}: {} of 50 answered: {e}", seen.len()));
+            let message = hickory_proto::op::Message::from_vec(&buf[..len]).unwrap();
+            let id = message.metadata.id;
+            assert_eq!(id / 50, burst);
+            let want = if id % 3 == 2 {
+                ResponseCode::NXDomain
+            } else {
+                ResponseCode::NoError
+            };
+            assert_eq!(message.metadata.response_code, want, "id {id}");
+            assert!(seen.insert(id), "one answer per query");
+        }
+    }
+}
