@@ -51,7 +51,10 @@ impl Authority {
     }
 
     /// Replaces the whole input with `snapshot`. Only what differs from the previous
-    /// input is recomputed.
+    /// input is recomputed, but every object is compared: about 20 ms at 10,000 Pods
+    /// (and 0.3 s for the first build), so call it for (re)sync, from a blocking-capable
+    /// thread, and send single changes through [`Authority::apply`]. Object keys must be
+    /// unique within the snapshot.
     pub fn replace(&self, snapshot: Snapshot) -> UpdateReport {
         let started = Instant::now();
         let mut builder = self.lock();
@@ -59,7 +62,8 @@ impl Authority {
         self.publish(&mut builder, stats, started)
     }
 
-    /// Applies incremental changes (creations, updates, deletions of Services and Pods).
+    /// Applies incremental changes (creations, updates, deletions of Services and Pods):
+    /// about 0.1 ms for one Pod change at 10,000 Pods.
     pub fn apply(&self, changes: impl IntoIterator<Item = Change>) -> UpdateReport {
         let started = Instant::now();
         let mut builder = self.lock();

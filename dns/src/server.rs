@@ -2,7 +2,8 @@
 //!
 //! Built on tokio sockets directly rather than hickory-server's `Server`: that server
 //! spawns a task per UDP query and accepts unbounded TCP connections, while this one
-//! answers authoritative queries inline on the socket's task (no per-query allocation)
+//! answers authoritative queries inline on the socket's task, up to 32 per system call
+//! (no per-query allocation or task)
 //! and bounds everything a client can make it hold: TCP connections, per-connection
 //! buffers (one message of at most 64 KiB each way), idle time, and concurrent forwards.
 //!
