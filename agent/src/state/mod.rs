@@ -21,6 +21,29 @@
 //!
 //! Versions: a command's revision is its log index. Every object a command changes gets
 //! `metadata.resourceVersion` = that revision as a decimal string.
+//!
+//! ```no_run
+//! use berth_agent::state::{Command, ObjectKey, State, StateConfig, Timestamp};
+//! use futures_util::StreamExt;
+//! use serde_json::json;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let state = State::open(StateConfig::new("/var/lib/berth", "host-a")).await?;
+//! let (_, revision) = state.list("ConfigMap", Some("db"));
+//! let mut watch = state.watch(Some("ConfigMap"), Some("db"), Some(revision))?;
+//!
+//! let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+//!                     "metadata": {"namespace": "db", "name": "pg"}, "data": {"a": "1"}});
+//! let applied = state.propose(Command::create(object, "a-generated-uid", Timestamp::now())).await?;
+//! assert_eq!(state.get("ConfigMap", "db", "pg").unwrap()["metadata"]["resourceVersion"],
+//!            applied.revision.to_string());
+//! let added = watch.next().await.unwrap()?;
+//! assert_eq!(added.revision, applied.revision);
+//!
+//! state.propose(Command::delete(ObjectKey::new("ConfigMap", "db", "pg"), Timestamp::now())).await?;
+//! state.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 mod command;
 mod handle;

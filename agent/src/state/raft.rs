@@ -150,7 +150,10 @@ mod tests {
             panic!("{error:?}")
         };
         let message = unreachable.to_string();
-        assert!(message.contains("raft peer 42 (host-b@10.0.0.2:7070)"), "{message}");
+        assert!(
+            message.contains("raft peer 42 (host-b@10.0.0.2:7070)"),
+            "{message}"
+        );
         assert!(message.contains("not implemented"), "{message}");
     }
 }
