@@ -16,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nix::sys::resource::{UsageWho, getrusage};
+
 use berth_runtime::image::ImageStore;
 use berth_runtime::image::unpack::unpack_layer;
 use image_support::*;
 
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 
 /// xorshift64*: deterministic, fast, good enough to defeat compression.
 struct Noise(u64);
@@ -76,15 +78,15 @@ impl Noise {
     }
 }
 
-/// Writes `total` bytes of files under `root`, shaped like a distribution image: most files
-/// small (1-16 KiB), a few large (up to 2 MiB); `random_share` of the files incompressible;
+/// Writes `total` bytes of files under `root`, shaped like a distribution image: 97% of the
+/// files small (1-16 KiB), the rest large (64 KiB to 2 MiB); `random_share` of the files incompressible;
 /// spread over nested directories. Returns the file count.
 fn generate_tree(root: &Path, seed: u64, total: usize, random_share: f64) -> usize {
     let mut noise = Noise(seed);
     let mut written = 0;
     let mut files = 0;
     while written < total {
-        let size = if noise.next() % 10 < 8 {
+        let size = if noise.next() % 100 < 97 {
             1024 << (noise.next() % 5) // 1 .. 16 KiB
         } else {
             (64 * 1024) << (noise.next() % 6) // 64 KiB .. 2 MiB
@@ -105,6 +107,46 @@ fn generate_tree(root: &Path, seed: u64, total: usize, random_share: f64) -> usi
     files
 }
 
+/// CPU time (user + system) used so far by this thread, or by waited-for children.
+fn cpu_time(who: UsageWho) -> Duration {
+    let usage = getrusage(who).unwrap();
+    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    Duration::from_micros(micros(usage.user_time()) + micros(usage.system_time()))
+}
+
+/// Wall-clock and CPU time of one run.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn measure(who: UsageWho, f: impl FnOnce()) -> Sample {
+    let (wall, cpu) = (Instant::now(), cpu_time(who));
+    f();
+    Sample {
+        wall: wall.elapsed(),
+        cpu: cpu_time(who) - cpu,
+    }
+}
+
+/// Medians and minimums of wall and CPU time, each taken separately. On a busy machine the
+/// minimum is the better estimate of the cost itself; the median shows the spread.
+fn medians(samples: &[Sample]) -> (Sample, Sample) {
+    let median_of = |f: fn(&Sample) -> Duration| median(samples.iter().map(f).collect());
+    let min_of = |f: fn(&Sample) -> Duration| samples.iter().map(f).min().unwrap();
+    (
+        Sample {
+            wall: median_of(|s| s.wall),
+            cpu: median_of(|s| s.cpu),
+        },
+        Sample {
+            wall: min_of(|s| s.wall),
+            cpu: min_of(|s| s.cpu),
+        },
+    )
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -119,15 +161,19 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Imports `source` into `RUNS` fresh stores; returns the median time and checks the result.
-fn time_import(scratch: &Path, source: &Path, check: &str) -> Duration {
+/// Imports `source` into `RUNS` fresh stores; returns the medians and checks the result.
+fn time_import(scratch: &Path, source: &Path, check: &str) -> (Sample, Sample) {
     let mut samples = Vec::new();
     for run in 0..RUNS {
-        let data = scratch.join(format!("store-{run}"));
+        let data = scratch.join(format!(
+            "store-{}-{run}",
+            source.file_name().unwrap().to_string_lossy()
+        ));
         let store = ImageStore::open(&data).unwrap();
-        let started = Instant::now();
-        let records = store.import(source, Some("bench/image:1")).unwrap();
-        samples.push(started.elapsed());
+        let mut records = Vec::new();
+        samples.push(measure(UsageWho::RUSAGE_THREAD, || {
+            records = store.import(source, Some("bench/image:1")).unwrap();
+        }));
         let image = store.resolve("bench/image:1").unwrap();
         assert_eq!(records.len(), 1);
         assert!(
@@ -136,16 +182,20 @@ fn time_import(scratch: &Path, source: &Path, check: &str) -> Duration {
         );
         fs::remove_dir_all(&data).unwrap();
     }
-    median(samples)
+    medians(&samples)
 }
 
-fn report(name: &str, source_bytes: u64, unpacked_bytes: u64, time: Duration) {
+fn report(name: &str, source_bytes: u64, unpacked_bytes: u64, (median, min): (Sample, Sample)) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{name:<44} {:>8.1} MiB in, {:>7.1} MiB out, median {:>8.1} ms, {:>6.1} MiB/s (unpacked)",
+        "{name:<46} {:>5.1} MiB in {:>5.1} MiB out | wall median {:>7.1} ms, min {:>7.1} ms \
+         | cpu median {:>7.1} ms, min {:>7.1} ms",
         mib(source_bytes),
         mib(unpacked_bytes),
-        time.as_secs_f64() * 1000.0,
-        mib(unpacked_bytes) / time.as_secs_f64()
+        ms(median.wall),
+        ms(min.wall),
+        ms(median.cpu),
+        ms(min.cpu),
     );
 }
 
@@ -155,7 +205,8 @@ fn import_timings() {
     if !have_tools(&["umoci", "skopeo", "tar"]) {
         return;
     }
-    let scratch = tempfile::tempdir_in("/var/tmp").unwrap();
+    let base = std::env::var_os("BERTH_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into());
+    let scratch = tempfile::tempdir_in(base).unwrap();
     let scratch = scratch.path();
     println!(
         "runs per figure: {RUNS}, fresh store each run, scratch on {}",
@@ -175,11 +226,14 @@ fn import_timings() {
         busybox_out,
         t,
     );
-    let started = Instant::now();
-    probe.import(&busybox, None).unwrap();
-    println!(
-        "busybox, importing again into the same store: {:.1} ms",
-        started.elapsed().as_secs_f64() * 1000.0
+    let again = measure(UsageWho::RUSAGE_THREAD, || {
+        probe.import(&busybox, None).unwrap();
+    });
+    report(
+        "busybox, again into the same store (no-op)",
+        busybox_in,
+        0,
+        (again, again),
     );
 
     // ~50 MB generated image
@@ -243,44 +297,40 @@ fn import_timings() {
     let mut gnu = Vec::new();
     for run in 0..RUNS {
         let dest = scratch.join(format!("unpack-{run}"));
-        let started = Instant::now();
-        for (i, blob) in blobs.iter().enumerate() {
-            let dir = dest.join(format!("ours-{i}"));
-            fs::create_dir_all(&dir).unwrap();
-            unpack_layer(
-                fs::File::open(blob).unwrap(),
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-                &dir,
-            )
-            .unwrap();
-        }
-        ours.push(started.elapsed());
-        let started = Instant::now();
-        for (i, blob) in blobs.iter().enumerate() {
-            let dir = dest.join(format!("gnu-{i}"));
-            fs::create_dir_all(&dir).unwrap();
-            run_quiet(
-                Command::new("tar")
-                    .arg("-C")
-                    .arg(&dir)
-                    .arg("-xzf")
-                    .arg(blob),
-            );
-        }
-        gnu.push(started.elapsed());
-        fs::remove_dir_all(&dest).unwrap();
+        ours.push(measure(UsageWho::RUSAGE_THREAD, || {
+            for (i, blob) in blobs.iter().enumerate() {
+                let dir = dest.join(format!("ours-{i}"));
+                fs::create_dir_all(&dir).unwrap();
+                let media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+                unpack_layer(fs::File::open(blob).unwrap(), media_type, &dir).unwrap();
+            }
+        }));
+        gnu.push(measure(UsageWho::RUSAGE_CHILDREN, || {
+            for (i, blob) in blobs.iter().enumerate() {
+                let dir = dest.join(format!("gnu-{i}"));
+                fs::create_dir_all(&dir).unwrap();
+                run_quiet(
+                    Command::new("tar")
+                        .arg("-C")
+                        .arg(&dir)
+                        .arg("-xzf")
+                        .arg(blob),
+                );
+            }
+        }));
     }
+    let compressed = dir_size(&layout.join("blobs"));
     report(
         "~50 MB, unpack_layer only (no store, no sync)",
-        dir_size(&layout.join("blobs")),
+        compressed,
         unpacked,
-        median(ours),
+        medians(&ours),
     );
     report(
-        "~50 MB, GNU tar -xzf (reference)",
-        dir_size(&layout.join("blobs")),
+        "~50 MB, GNU tar -xzf (tar + gzip processes)",
+        compressed,
         unpacked,
-        median(gnu),
+        medians(&gnu),
     );
 }
 
