@@ -35,9 +35,9 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "| pods | names | full build | flip (median) | flip (p99) | update->answer (median) | update->answer (p99) |"
+        "| pods | names | full build | flip via apply (median) | flip via apply (p99) | flip via replace (median) | update->answer (median) | update->answer (p99) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for pods in [3usize, 1_000, 10_000] {
         let snapshot = cluster::snapshot(pods);
         let mut builds = Vec::new();
