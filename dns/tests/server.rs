@@ -365,6 +365,14 @@ impl Upstream {
         let mut soa_set = RecordSet::new(origin.clone(), RecordType::SOA, 1);
         soa_set.insert(soa, 1);
         records.insert(RrKey::new(origin.clone().into(), RecordType::SOA), soa_set);
+        // A name with many addresses: its answer exceeds 512 bytes.
+        let big = Name::from_str("big.example.test.").unwrap();
+        let mut big_set = RecordSet::new(big.clone(), RecordType::A, 1);
+        for i in 0..60u8 {
+            let address = std::net::Ipv4Addr::new(192, 0, 2, i);
+            big_set.insert(Record::from_rdata(big.clone(), 60, RData::A(A(address))), 1);
+        }
+        records.insert(RrKey::new(big.into(), RecordType::A), big_set);
         for (name, ip) in [
             ("www.example.test.", "192.0.2.80"),
             ("1.2.0.192.in-addr.arpa.", ""),
@@ -458,6 +466,19 @@ fn names_outside_the_zones_are_forwarded_to_the_upstream() {
         )
         .authoritative
     );
+}
+
+#[test]
+fn large_forwarded_answers_truncate_over_udp_and_arrive_whole_over_tcp() {
+    let upstream = Upstream::start("127.0.0.8");
+    let server = TestServer::start(statefulset(1), |config| {
+        config.upstreams = vec![upstream.addr];
+    });
+    let udp = udp_query(server.addr, "big.example.test.", RecordType::A, None);
+    assert!(udp.truncated && udp.size <= 512, "{udp:?}");
+    let tcp = tcp_query(server.addr, "big.example.test.", RecordType::A);
+    assert!(!tcp.truncated, "{tcp:?}");
+    assert_eq!(tcp.answers.len(), 60);
 }
 
 #[test]
