@@ -307,7 +307,7 @@ fn zone_transfers_are_refused_over_both_transports() {
             "AXFR",
         ])
         .output()
-        .expect("dig runs");
+        .expect("dig runs (install Debian package bind9-dnsutils)");
     let text = String::from_utf8_lossy(&dig.stdout);
     assert!(text.contains("Transfer failed"), "{text}");
 }
@@ -321,7 +321,7 @@ fn dig_resolves_pods_services_and_reverse_names() {
             .args(["@127.0.0.1", "-p", &port, "+short"])
             .args(args)
             .output()
-            .expect("dig runs");
+            .expect("dig runs (install Debian package bind9-dnsutils)");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(dig(&["pg-0.pg.db.svc.cluster.local", "A"]), "10.244.1.10");
