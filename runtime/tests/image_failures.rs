@@ -71,6 +71,9 @@ fn inputs_that_are_not_images_are_refused_with_the_reason() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&fs::read(&plain_tar).unwrap()).unwrap();
     fs::write(&gzipped, gz.finish().unwrap()).unwrap();
+    let truncated_gz = work.path().join("truncated.tar.gz");
+    let gz_bytes = fs::read(&gzipped).unwrap();
+    fs::write(&truncated_gz, &gz_bytes[..gz_bytes.len() / 2]).unwrap();
     let missing = work.path().join("does-not-exist.tar");
 
     let table: Vec<(&Path, String)> = vec![
@@ -98,8 +101,15 @@ fn inputs_that_are_not_images_are_refused_with_the_reason() {
         (
             &gzipped,
             format!(
-                "cannot import {0}: {0} is a gzip-compressed archive; decompress it first",
+                "cannot import {0}: {0} is not an OCI image layout, oci-archive or docker-archive (found neither oci-layout with index.json nor manifest.json)",
                 gzipped.display()
+            ),
+        ),
+        (
+            &truncated_gz,
+            format!(
+                "cannot import {0}: cannot decompress {0} (gzip): incomplete deflate stream",
+                truncated_gz.display()
             ),
         ),
         (

@@ -144,6 +144,59 @@ fn oci_archive_and_docker_archive_of_the_same_image_share_its_layers() {
 }
 
 #[test]
+fn gzip_and_zstd_compressed_archives_import_like_plain_ones() {
+    if !have_tools(&["umoci", "skopeo", "gzip", "zstd"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let docker_archive = work.path().join("busybox-docker.tar");
+    let oci_archive = work.path().join("busybox-oci.tar");
+    skopeo_copy(
+        &busybox_layout(),
+        "busybox:latest",
+        "docker-archive",
+        &docker_archive,
+        "busybox:gz",
+    );
+    skopeo_copy(
+        &busybox_layout(),
+        "busybox:latest",
+        "oci-archive",
+        &oci_archive,
+        "busybox:zst",
+    );
+    // As `docker save | gzip` and `zstd` would leave them.
+    run(Command::new("gzip").arg(&docker_archive));
+    run(Command::new("zstd").arg("-q").arg("--rm").arg(&oci_archive));
+
+    let data = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(data.path()).unwrap();
+    let gz = store
+        .import(work.path().join("busybox-docker.tar.gz"), None)
+        .unwrap();
+    let zst = store
+        .import(work.path().join("busybox-oci.tar.zst"), None)
+        .unwrap();
+    assert_eq!(gz[0].references, ["docker.io/library/busybox:gz"]);
+    assert_eq!(zst[0].references, ["docker.io/library/busybox:zst"]);
+    assert_eq!(
+        zst[0].manifest_digest.to_string(),
+        only_manifest(&busybox_layout())
+    );
+    let contents = store_contents(data.path());
+    assert_eq!(contents.layers.len(), 2);
+    // The decompressed copy was an unnamed file: nothing is left beside the store.
+    let allowed = ["blobs", "layers", "lock", "index.json"];
+    assert!(
+        contents
+            .top_level
+            .iter()
+            .all(|n| allowed.contains(&n.as_str())),
+        "{contents:?}"
+    );
+}
+
+#[test]
 fn importing_the_same_image_twice_changes_nothing() {
     if !have_tools(&["umoci"]) {
         return;

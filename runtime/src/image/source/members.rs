@@ -63,16 +63,12 @@ impl Read for MemberReader {
 }
 
 impl Members {
-    /// Scans the tar archive at `path`.
-    pub(crate) fn scan_tar(path: &Path) -> Result<Members, SourceError> {
+    /// Scans the tar archive `file` (read from `path`, which is named in errors).
+    pub(crate) fn scan_tar(file: File, path: &Path) -> Result<Members, SourceError> {
         let malformed = |source| SourceError::Malformed {
             path: path.to_owned(),
             source,
         };
-        let file = File::open(path).map_err(|source| SourceError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
         let file_len = file.metadata().map_err(malformed)?.len();
         let mut members = HashMap::new();
         {

@@ -8,7 +8,9 @@ mod docker;
 mod members;
 mod oci;
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::distribution::Reference;
@@ -36,10 +38,12 @@ pub enum SourceError {
          (found neither oci-layout with index.json nor manifest.json)"
     )]
     NotAnImage { path: PathBuf },
-    #[error("{path} is a {compression}-compressed archive; decompress it first")]
-    Compressed {
+    #[error("cannot decompress {path} ({compression})")]
+    Decompress {
         path: PathBuf,
         compression: &'static str,
+        #[source]
+        source: io::Error,
     },
     #[error("{path} is not a readable tar archive")]
     Malformed {
@@ -138,35 +142,41 @@ enum ImageKind {
 }
 
 impl Source {
-    /// Opens `path` and detects its format.
-    pub(crate) fn open(path: &Path) -> Result<Source, SourceError> {
-        let meta = std::fs::metadata(path).map_err(|source| SourceError::Open {
+    /// Opens `path` and detects its format. A gzip- or zstd-compressed archive
+    /// (`docker save | gzip`) is first decompressed into an unnamed temporary file in
+    /// `scratch` (gone when the source is dropped, or if the process dies), since its members
+    /// are read by offset.
+    pub(crate) fn open(path: &Path, scratch: &Path) -> Result<Source, SourceError> {
+        let open_error = |source| SourceError::Open {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(open_error)?;
         let (members, archive) = if meta.is_dir() {
             (Members::Dir(path.to_owned()), false)
         } else {
+            let mut file = File::open(path).map_err(open_error)?;
             let mut magic = [0u8; 4];
-            let n = std::fs::File::open(path)
-                .and_then(|mut f| read_up_to(&mut f, &mut magic))
-                .map_err(|source| SourceError::Open {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            if magic[..n].starts_with(&[0x1f, 0x8b]) {
-                return Err(SourceError::Compressed {
-                    path: path.to_owned(),
-                    compression: "gzip",
-                });
-            }
-            if magic[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                return Err(SourceError::Compressed {
-                    path: path.to_owned(),
-                    compression: "zstd",
-                });
-            }
-            (Members::scan_tar(path)?, true)
+            let n = read_up_to(&mut file, &mut magic).map_err(open_error)?;
+            file.seek(SeekFrom::Start(0)).map_err(open_error)?;
+            let compression = if magic[..n].starts_with(&[0x1f, 0x8b]) {
+                Some("gzip")
+            } else if magic[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                Some("zstd")
+            } else {
+                None
+            };
+            let file = match compression {
+                None => file,
+                Some(compression) => decompress(file, compression, scratch).map_err(|source| {
+                    SourceError::Decompress {
+                        path: path.to_owned(),
+                        compression,
+                        source,
+                    }
+                })?,
+            };
+            (Members::scan_tar(file, path)?, true)
         };
         let format = if members.contains("oci-layout") && members.contains("index.json") {
             if archive {
@@ -278,6 +288,27 @@ fn looks_like_version(name: &str) -> bool {
         (Some('v'), Some(c)) if c.is_ascii_digit() => true,
         _ => name == "latest",
     }
+}
+
+/// Decompresses `file` into an unnamed (`O_TMPFILE`) file in `scratch`.
+fn decompress(file: File, compression: &str, scratch: &Path) -> io::Result<File> {
+    let mut out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(scratch)?;
+    let input = BufReader::with_capacity(256 * 1024, file);
+    let mut decoder: Box<dyn Read> = match compression {
+        "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        _ => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+    };
+    let mut writer = BufWriter::with_capacity(256 * 1024, &mut out);
+    io::copy(&mut decoder, &mut writer)?;
+    writer.flush()?;
+    drop(writer);
+    out.seek(SeekFrom::Start(0))?;
+    Ok(out)
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -14,7 +14,7 @@ pub(super) fn import(
 ) -> Result<Vec<ImageRecord>, StoreError> {
     let started = Instant::now();
     let import_error = |source| StoreError::import(path, source);
-    let source = Source::open(path).map_err(import_error)?;
+    let source = Source::open(path, store.root()).map_err(import_error)?;
     let images = source.images().map_err(import_error)?;
     if name.is_some() && images.len() > 1 {
         return Err(import_error(SourceError::NameAmbiguous {
