@@ -6,7 +6,7 @@ mod image_support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_runtime::image::{ImageStore, StoreError};
@@ -387,4 +387,77 @@ fn concurrent_imports_of_the_same_image_both_succeed_and_leave_one_copy() {
             .join("bin/busybox")
             .is_file()
     );
+}
+
+/// A tar laid out like `docker save` from Docker 25 on: an OCI layout whose index.json names
+/// the image with containerd's annotation (full name) and a bare tag, plus a manifest.json
+/// pointing at the same blobs.
+fn docker25_save(work: &Path, with_oci_layout: bool) -> PathBuf {
+    let dir = work.join(format!("docker25-{with_oci_layout}"));
+    copy_tree(&busybox_layout(), &dir);
+    let manifest_digest = only_manifest(&dir);
+    let manifest = read_blob_json(&dir, &manifest_digest);
+    let blob =
+        |d: &serde_json::Value| format!("blobs/sha256/{}", &d.as_str().unwrap()["sha256:".len()..]);
+    let docker_manifest = serde_json::json!([{
+        "Config": blob(&manifest["config"]["digest"]),
+        "RepoTags": ["busybox:1.36"],
+        "Layers": manifest["layers"].as_array().unwrap().iter().map(|l| blob(&l["digest"])).collect::<Vec<_>>(),
+    }]);
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&docker_manifest).unwrap(),
+    )
+    .unwrap();
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["annotations"] = serde_json::json!({
+        "io.containerd.image.name": "docker.io/library/busybox:1.36",
+        "org.opencontainers.image.ref.name": "1.36",
+    });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::remove_file(dir.join(".berth-busybox-image")).unwrap();
+    if !with_oci_layout {
+        fs::remove_file(dir.join("oci-layout")).unwrap();
+    }
+    let archive = work.join(format!("docker25-{with_oci_layout}.tar"));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    archive
+}
+
+#[test]
+fn docker_save_archives_with_an_oci_layout_are_read_as_oci() {
+    if !have_tools(&["umoci", "tar"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(data.path()).unwrap();
+
+    // The OCI part wins: same manifest as the layout, named by containerd's annotation.
+    let both = store
+        .import(docker25_save(work.path(), true), None)
+        .unwrap();
+    assert_eq!(
+        both[0].manifest_digest.to_string(),
+        only_manifest(&busybox_layout())
+    );
+    assert_eq!(both[0].references, ["docker.io/library/busybox:1.36"]);
+
+    // Without oci-layout it is a plain docker-archive whose layers are gzip blobs.
+    let docker = store
+        .import(docker25_save(work.path(), false), Some("busybox:docker"))
+        .unwrap();
+    assert_ne!(docker[0].manifest_digest, both[0].manifest_digest);
+    assert_eq!(docker[0].config_digest, both[0].config_digest);
+    assert_eq!(
+        store.resolve("busybox:docker").unwrap().layer_dirs(),
+        store.resolve("busybox:1.36").unwrap().layer_dirs()
+    );
+    assert_eq!(store_contents(data.path()).layers.len(), 2);
 }
