@@ -1567,7 +1567,7 @@ fn an_invalid_object_becomes_a_422_status_with_causes() {
     let status = serde_json::to_value(invalid.to_status()).unwrap();
     assert_eq!(status["code"], json!(422));
     assert_eq!(status["reason"], json!("Invalid"));
-    assert_eq!(status["details"]["kind"], json!("statefulsets"));
+    assert_eq!(status["details"]["kind"], json!("StatefulSet"));
     assert_eq!(status["details"]["group"], json!("apps"));
     assert_eq!(
         status["details"]["causes"],

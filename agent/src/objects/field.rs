@@ -381,7 +381,7 @@ impl Invalid {
                         .collect(),
                 ),
                 group: Some(info.group.to_owned()),
-                kind: Some(info.plural.to_owned()),
+                kind: Some(info.kind.to_owned()),
                 name: Some(self.name.clone()),
                 retry_after_seconds: None,
                 uid: None,
