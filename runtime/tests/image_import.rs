@@ -461,3 +461,35 @@ fn docker_save_archives_with_an_oci_layout_are_read_as_oci() {
     );
     assert_eq!(store_contents(data.path()).layers.len(), 2);
 }
+
+#[test]
+fn a_layout_with_several_images_imports_them_all_and_refuses_a_single_name() {
+    if !have_tools(&["umoci"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    copy_tree(&busybox_layout(), &layout);
+    // A second, empty image beside busybox, named with a full reference.
+    umoci_image(&layout, "registry.example.com/team/empty:v1", &[]);
+
+    let data = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(data.path()).unwrap();
+    let err = store.import(&layout, Some("one-name")).unwrap_err();
+    assert_eq!(
+        error_chain(&err),
+        format!(
+            "cannot import {}: the source holds 2 images; a name can only be given when it holds one",
+            layout.display()
+        )
+    );
+    assert_store_empty(data.path());
+
+    let records = store.import(&layout, None).unwrap();
+    let mut names: Vec<&str> = records.iter().map(|r| r.references[0].as_str()).collect();
+    names.sort();
+    assert_eq!(names, [BUSYBOX, "registry.example.com/team/empty:v1"]);
+    let empty = store.resolve("registry.example.com/team/empty:v1").unwrap();
+    assert!(empty.layer_dirs().is_empty());
+    assert_eq!(empty.config.cmd, ["sh"]);
+}
