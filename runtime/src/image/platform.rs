@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 /// The operating system and CPU an image is built for, in OCI (Go) spelling.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Platform {
+    /// `linux`, `windows`, ...
     pub os: String,
+    /// `amd64`, `arm64`, `arm`, ...
     pub architecture: String,
+    /// CPU variant: `v8` for arm64, `v7` for arm, `v2` for amd64, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }

@@ -120,8 +120,11 @@ pub(crate) struct Source {
 /// The detected format of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// A directory with `oci-layout`, `index.json` and `blobs/`.
     OciLayout,
+    /// A tar of an OCI layout (`skopeo copy ... oci-archive:`, newer `docker save`).
     OciArchive,
+    /// A tar with `manifest.json` (`docker save`, `skopeo copy ... docker-archive:`).
     DockerArchive,
 }
 

@@ -161,6 +161,7 @@ impl StoreError {
 pub struct ImageRecord {
     /// Canonical references naming the image, sorted.
     pub references: Vec<String>,
+    /// Digest of the image manifest (for a docker-archive, of the manifest written for it).
     pub manifest_digest: Digest,
     /// The config digest, which is also the image id (as in `docker images`).
     pub config_digest: Digest,
@@ -168,6 +169,7 @@ pub struct ImageRecord {
     pub size: u64,
     /// When the image was built, from its config.
     pub created: Option<DateTime<Utc>>,
+    /// The platform the config declares.
     pub platform: Platform,
 }
 
@@ -181,11 +183,15 @@ impl ImageRecord {
 /// A stored image, resolved for running: its config and its unpacked layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
+    /// Digest of the image manifest.
     pub manifest_digest: Digest,
+    /// Digest of the image config (the image id).
     pub config_digest: Digest,
     /// Canonical references naming the image, sorted.
     pub references: Vec<String>,
+    /// Entrypoint, Cmd, Env, WorkingDir and User from the config.
     pub config: ImageConfig,
+    /// The platform the config declares.
     pub platform: Platform,
     /// Layer diffIDs, bottom (base) first, as in the config.
     pub diff_ids: Vec<Digest>,
@@ -228,7 +234,9 @@ fn short_id(digest: &Digest) -> &str {
 /// What `prune` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
+    /// Blobs removed.
     pub blobs: Vec<Digest>,
+    /// Unpacked layers removed, by diffID.
     pub layers: Vec<Digest>,
     /// Bytes of blob files removed (unpacked layer sizes are not counted).
     pub blob_bytes: u64,

@@ -71,8 +71,11 @@ pub enum UnpackError {
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// A plain tar.
     None,
+    /// gzip (possibly several concatenated members).
     Gzip,
+    /// zstd (possibly several frames).
     Zstd,
 }
 
