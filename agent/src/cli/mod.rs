@@ -9,6 +9,7 @@ pub mod client;
 mod create;
 mod describe;
 mod exec;
+mod image;
 mod rollout;
 pub mod table;
 pub mod target;
@@ -75,7 +76,7 @@ pub async fn run(socket: std::path::PathBuf, command: Command) -> ExitCode {
         Command::Rollout(a) => rollout::rollout(&ctx, a).await,
         Command::Set(a) => rollout::set(&ctx, a).await,
         Command::Create(a) => create::create(&ctx, a).await,
-        Command::Image(a) => image(&ctx, a).await,
+        Command::Image(a) => image::image(&ctx, a).await,
         Command::Version => version(&ctx).await,
     };
     match result {
@@ -789,74 +790,6 @@ async fn scale(ctx: &Ctx, a: ScaleArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-
-// ---------------------------------------------------------------------------------------------
-// image
-
-const IMAGES_PATH: &str = "/apis/node.berth.io/v1/images";
-
-async fn image(ctx: &Ctx, a: ImageArgs) -> Result<(), CliError> {
-    match a.command {
-        ImageCommand::Import(i) => {
-            let path = std::fs::canonicalize(&i.path)
-                .map_err(|e| fail(format!("cannot read {}: {e}", i.path.display())))?;
-            let body = json!({"path": path, "name": i.name});
-            let answer = ctx.client.json(Method::POST, &format!("{IMAGES_PATH}/import"), None, Some(&body)).await?;
-            for image in answer["items"].as_array().into_iter().flatten() {
-                let names = image["references"].as_array().map(|r| {
-                    r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
-                });
-                println!(
-                    "imported {} {}",
-                    names.unwrap_or_default(),
-                    image["digest"].as_str().unwrap_or("")
-                );
-            }
-            Ok(())
-        }
-        ImageCommand::Ls(l) => {
-            let list = ctx.client.get(IMAGES_PATH).await?;
-            match l.output {
-                Some(OutputFormat::Json) | Some(OutputFormat::Yaml) => print_document(&list, l.output),
-                _ => {
-                    let mut t = table::Table {
-                        headers: vec!["IMAGE".into(), "DIGEST".into(), "SIZE".into(), "CREATED".into()],
-                        rows: vec![],
-                    };
-                    for image in list["items"].as_array().into_iter().flatten() {
-                        let digest = image["digest"].as_str().unwrap_or("");
-                        let short: String = digest.strip_prefix("sha256:").unwrap_or(digest).chars().take(12).collect();
-                        let created = image["created"]
-                            .as_str()
-                            .and_then(table::parse_time)
-                            .map(|t| format!("{} ago", table::human_duration(Utc::now() - t)))
-                            .unwrap_or_default();
-                        let size = image["size"].as_u64().map(table::human_bytes).unwrap_or_default();
-                        for reference in image["references"].as_array().into_iter().flatten() {
-                            t.rows.push(vec![
-                                reference.as_str().unwrap_or("").to_string(),
-                                short.clone(),
-                                size.clone(),
-                                created.clone(),
-                            ]);
-                        }
-                    }
-                    print!("{}", t.render(true));
-                }
-            }
-            Ok(())
-        }
-        ImageCommand::Rm(r) => {
-            for reference in r.references {
-                ctx.client
-                    .json(Method::DELETE, &format!("{IMAGES_PATH}/{}", encode(&reference)), None, None)
-                    .await?;
-                println!("deleted {reference}");
-            }
-            Ok(())
-        }
-    }
-}
 
 async fn version(ctx: &Ctx) -> Result<(), CliError> {
     println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
