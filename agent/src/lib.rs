@@ -5,6 +5,7 @@ pub mod objects;
 pub mod state;
 
 pub mod api;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod kubelet;

@@ -35,7 +35,17 @@ impl Images {
     /// The image for a container, by its `imagePullPolicy`. Images come from this node's
     /// store; pulling from registries is not built yet, so a missing image is an
     /// `ErrImagePull` that says how to import it.
-    pub async fn ensure(&self, reference: &str, policy: &str) -> Result<Image, ImageFailure> {
+    ///
+    /// `pull_secrets` are the pod's imagePullSecrets (Secret objects), `report` records events
+    /// on the pod (Pulling, Pulled...).
+    pub async fn ensure(
+        &self,
+        reference: &str,
+        policy: &str,
+        pull_secrets: &[Arc<Value>],
+        report: &(dyn Fn(crate::events::EventType, &'static str, String) + Send + Sync),
+    ) -> Result<Image, ImageFailure> {
+        let _ = (pull_secrets, report);
         let store = self.store.clone();
         let r = reference.to_string();
         let resolved = tokio::task::spawn_blocking(move || store.resolve(&r))
