@@ -38,7 +38,8 @@ pub fn volume_source(state: &State, namespace: &str, name: &str, node: &str) -> 
 
 /// The claim's directory name under `<data-dir>/volumes/claims/`: the claim's own name
 /// (`<template>-<set>-<ordinal>` for a StatefulSet), prefixed with its namespace unless that
-/// is `default`, so claims of two namespaces never share a directory.
+/// is `default`, so claims of two namespaces never share a directory (`_` cannot occur in
+/// Kubernetes names, so `<namespace>_<name>` never collides with a claim of `default`).
 pub fn directory_name(namespace: &str, name: &str) -> String {
-    if namespace == "default" || namespace.is_empty() { name.to_string() } else { format!("{namespace}.{name}") }
+    if namespace == "default" || namespace.is_empty() { name.to_string() } else { format!("{namespace}_{name}") }
 }
