@@ -366,3 +366,52 @@ async fn a_damaged_database_tail_is_recovered_or_refused_naming_the_file() {
         report.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scribbling_over_any_page_never_opens_with_different_data() {
+    let source = TempDir::new().unwrap();
+    let state = State::open(StateConfig::new(source.path(), "host"))
+        .await
+        .unwrap();
+    for index in 0..40u64 {
+        state.propose(workload(index)).await.unwrap();
+    }
+    let expected = observed(&state);
+    let expected_revision = state.revision();
+    state.shutdown().await;
+    let pristine = source.path().join("state").join("state.redb");
+    let size = std::fs::metadata(&pristine).unwrap().len();
+
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for page in 0..size.div_ceil(4096) {
+        let (file, result, _dir) = open_damaged(
+            &pristine,
+            overwrite(size - page * 4096, 4096, Some(0xa5), 0),
+        )
+        .await;
+        let outcome = match result {
+            Ok(state) => {
+                assert_eq!(
+                    observed(&state),
+                    expected,
+                    "page {page}: opened with different data"
+                );
+                assert_eq!(state.revision(), expected_revision, "page {page}");
+                state.shutdown().await;
+                "opened with the same data"
+            }
+            Err(message) => {
+                assert!(
+                    message.contains(&file.display().to_string()),
+                    "page {page}: {message}"
+                );
+                "refused, naming the file"
+            }
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    println!(
+        "one scribbled page of {} ({size} bytes): {outcomes:?}",
+        pristine.display()
+    );
+}
