@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaimSpec, Secret, S
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::container::validate_port_num_or_name;
 use super::meta::{validate_label_selector, validate_labels, validate_object_meta};
-use super::pod::validate_port_num_or_name;
 use crate::objects::field::{FieldError, FieldPath};
 use crate::objects::names::{self, inclusive_range_error};
 use crate::objects::quantity::Quantity;

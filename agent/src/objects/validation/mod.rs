@@ -1,16 +1,18 @@
 //! Validation as the API server validates: each rule returns `FieldError`s with Kubernetes'
 //! field paths and words. Objects are validated after defaulting, as in Kubernetes.
 
+mod container;
 mod core;
 pub mod meta;
 mod pod;
+mod scheduling;
 mod update;
+mod volumes;
 mod workloads;
 
+pub use self::container::{split_subscript, validate_port_num_or_name, validate_resources};
 pub use self::core::{validate_claim_spec, validate_int_or_percent};
-pub use self::pod::{
-    split_subscript, validate_pod_spec, validate_pod_template, validate_resources,
-};
+pub use self::pod::{validate_pod_spec, validate_pod_template};
 pub use self::workloads::validate_job_spec;
 
 use super::field::FieldError;
