@@ -522,3 +522,24 @@ async fn watches_end_and_proposals_fail_once_the_state_is_shut_down() {
     let error = state.propose(Command::Noop).await.unwrap_err();
     assert!(matches!(error, ProposeError::Shutdown), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_replays_a_long_history_in_order_with_full_objects() {
+    let dir = TempDir::new().unwrap();
+    let state = open(config(&dir)).await;
+    let first = create(&state, "db", "h0", "0").await;
+    // Enough events that the older ones are kept packed in the history.
+    for index in 1..80 {
+        create(&state, "db", &format!("h{index}"), &index.to_string()).await;
+    }
+    let mut watch = state
+        .watch(Some("ConfigMap"), None, Some(first.revision))
+        .unwrap();
+    for index in 1..80 {
+        let event = next(&mut watch).await.unwrap();
+        let stored = state.get("ConfigMap", "db", &format!("h{index}")).unwrap();
+        assert_eq!(event.object, stored, "event {index}");
+        assert_eq!(event.type_, EventType::Added);
+    }
+    state.shutdown().await;
+}

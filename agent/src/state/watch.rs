@@ -109,17 +109,9 @@ impl Filter {
                 .as_deref()
                 .is_none_or(|wanted| wanted == namespace)
     }
-
-    fn matches_object(&self, object: &Value) -> bool {
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-        let namespace = object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        self.matches(kind, namespace)
-    }
 }
 
+#[derive(Clone)]
 enum HistoryObject {
     Parsed(Arc<Value>),
     Packed(Box<[u8]>),
@@ -159,18 +151,24 @@ impl HistoryEvent {
         }
     }
 
-    fn to_event(&self) -> WatchEvent {
-        let object = match &self.object {
-            HistoryObject::Parsed(object) => object.clone(),
-            HistoryObject::Packed(bytes) => {
-                Arc::new(serde_json::from_slice(bytes).expect("packed history is valid JSON"))
-            }
-        };
-        WatchEvent {
-            type_: self.type_,
-            object,
-            revision: self.revision,
+    /// A copy that can be turned into an event away from the hub lock.
+    fn copy(&self) -> (EventType, Revision, HistoryObject) {
+        (self.type_, self.revision, self.object.clone())
+    }
+}
+
+/// Turns a copied history event into a watch event (parsing a packed object).
+fn unpack((type_, revision, object): (EventType, Revision, HistoryObject)) -> WatchEvent {
+    let object = match object {
+        HistoryObject::Parsed(object) => object,
+        HistoryObject::Packed(bytes) => {
+            Arc::new(serde_json::from_slice(&bytes).expect("packed history is valid JSON"))
         }
+    };
+    WatchEvent {
+        type_,
+        object,
+        revision,
     }
 }
 
@@ -314,7 +312,7 @@ impl Hub {
         if inner.changes.is_none() {
             return Err(WatchError::Closed);
         }
-        let (replay, after) = match from {
+        let (replay, history, after) = match from {
             Some(from) => {
                 if from < inner.oldest {
                     return Err(WatchError::Expired {
@@ -322,15 +320,16 @@ impl Hub {
                         oldest: inner.oldest,
                     });
                 }
-                let replay: Vec<WatchEvent> = inner
+                // Copied under the lock, parsed after it, so publishing is not held up.
+                let history: Vec<_> = inner
                     .history
                     .iter()
                     .filter(|entry| {
                         entry.revision > from && filter.matches(&entry.kind, &entry.namespace)
                     })
-                    .map(HistoryEvent::to_event)
+                    .map(HistoryEvent::copy)
                     .collect();
-                (replay, from)
+                (Vec::new(), history, from)
             }
             None => {
                 let objects = objects.read().expect("state index lock poisoned");
@@ -344,18 +343,20 @@ impl Hub {
                         revision,
                     })
                     .collect();
-                (replay, revision)
+                (replay, Vec::new(), revision)
             }
         };
         let (queue, receiver) = mpsc::channel(self.limits.buffer);
         let ending = Ending::default();
         inner.watchers.push(Watcher {
-            filter: filter.clone(),
+            filter,
             queue,
             ending: ending.clone(),
         });
         drop(inner);
-        Ok(WatchStream::new(replay, receiver, ending, after, filter))
+        let mut replay = replay;
+        replay.extend(history.into_iter().map(unpack));
+        Ok(WatchStream::new(replay, receiver, ending, after))
     }
 }
 
@@ -364,7 +365,6 @@ struct Live {
     ending: Ending,
     /// Events at or before this revision were already delivered (by the replay).
     after: Revision,
-    filter: Filter,
     done: bool,
 }
 
@@ -380,13 +380,11 @@ impl WatchStream {
         receiver: mpsc::Receiver<WatchEvent>,
         ending: Ending,
         after: Revision,
-        filter: Filter,
     ) -> WatchStream {
         let live = Live {
             receiver,
             ending,
             after,
-            filter,
             done: false,
         };
         let live = stream::unfold(live, |mut live| async move {
@@ -395,9 +393,9 @@ impl WatchStream {
             }
             loop {
                 match live.receiver.recv().await {
+                    // The hub only queues events this watch selects.
                     Some(event) => {
-                        if event.revision > live.after && live.filter.matches_object(&event.object)
-                        {
+                        if event.revision > live.after {
                             return Some((Ok(event), live));
                         }
                     }
