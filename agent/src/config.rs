@@ -22,8 +22,9 @@ pub struct AgentFlags {
     /// Runtime state on tmpfs: shims, namespaces, the API socket [default: /run/berth].
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
-    /// The API's unix socket [default: <run-dir>/berth.sock].
-    #[arg(long, value_name = "PATH")]
+    /// The API's unix socket: the global `--socket` (or BERTH_SOCKET) [default:
+    /// <run-dir>/berth.sock].
+    #[arg(skip)]
     pub socket: Option<PathBuf>,
     /// This host's name in the cluster [default: the hostname].
     #[arg(long, value_name = "NAME")]

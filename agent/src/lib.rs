@@ -10,4 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod kubelet;
 pub mod controllers;
+pub mod daemon;
+pub mod dns;
 pub mod events;

@@ -11,9 +11,9 @@ use crate::config::AgentFlags;
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// The agent's API socket.
-    #[arg(long, global = true, env = "BERTH_SOCKET", default_value = "/run/berth/berth.sock", value_name = "PATH")]
-    pub socket: PathBuf,
+    /// The agent's API socket [default: /run/berth/berth.sock; for `agent`: <run-dir>/berth.sock].
+    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

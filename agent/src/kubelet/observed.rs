@@ -121,6 +121,8 @@ pub struct Observed {
     pub sandbox_ready: bool,
     /// The sandbox could not be created; why (shown in events and status).
     pub sandbox_error: Option<String>,
+    /// When to try creating the sandbox again after a failure.
+    pub sandbox_retry_at: Option<DateTime<Utc>>,
     /// Runs known for each container, oldest first (the last is the current one).
     pub runs: BTreeMap<String, Vec<ContainerRun>>,
     pub probes: BTreeMap<String, ProbeResults>,

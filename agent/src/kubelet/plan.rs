@@ -141,7 +141,10 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
         plan.wake(d);
     }
     if !observed.sandbox_ready {
-        plan.actions.push(Action::CreateSandbox);
+        match observed.sandbox_retry_at {
+            Some(at) if now < at => plan.wake(at),
+            _ => plan.actions.push(Action::CreateSandbox),
+        }
         return plan;
     }
 
@@ -298,6 +301,16 @@ mod tests {
 
     fn start(name: &str, init: bool, attempt: u32) -> Action {
         Action::StartContainer { name: name.into(), init, attempt }
+    }
+
+    #[test]
+    fn a_failed_sandbox_is_retried_at_its_time() {
+        let p = pod(json!({}));
+        let failed = Observed { sandbox_error: Some("configmap \"c\" not found".into()), sandbox_retry_at: Some(t(5)), ..Observed::default() };
+        let early = plan(&p, &failed, t(1));
+        assert!(early.actions.is_empty());
+        assert_eq!(early.wake_at, Some(t(5)));
+        assert_eq!(plan(&p, &failed, t(5)).actions, vec![Action::CreateSandbox]);
     }
 
     #[test]

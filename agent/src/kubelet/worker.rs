@@ -1,0 +1,806 @@
+//! The pod worker: one task per pod on this node. It observes (container exits, probe
+//! results, the pod object), asks [`super::plan::plan`] what to do, does it through the runtime,
+//! and publishes the status [`super::status::pod_status`] computes. Containers outlive the
+//! worker: when the agent stops, workers stop and containers keep running; the next agent
+//! adopts them (see [`super::Kubelet`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::sandbox::SandboxConfig;
+use berth_runtime::shim::LogConfig;
+use berth_runtime::{ContainerExit, ContainerId, ContainerRequest, ExecRequest, PodUid, RootfsSource, Shim};
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::container::{container_config, mounts};
+use super::env::{PodFacts, environment};
+use super::images::error_chain;
+use super::observed::{Backoff, ContainerRun, Observed, RunState, StartFailure};
+use super::plan::{Action, KillReason, plan};
+use super::probe::{self, ProbeKind, ProbeResult, ProbeTarget};
+use super::{NodeContext, RunRef, labels};
+use crate::events::{EventType, InvolvedObject};
+use crate::state::{Command, ObjectKey, Propagation, Timestamp};
+
+/// Something that happened to a pod's containers.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    Exited { name: String, attempt: u32, exit: ContainerExit },
+    Probe(ProbeResult),
+    Stopped { name: String },
+}
+
+/// What the kubelet hands a worker when it adopts running or ended containers.
+#[derive(Default)]
+pub struct Adopted {
+    pub runs: Vec<(ContainerRun, Option<Shim>, Option<String>)>,
+    pub sandbox: bool,
+}
+
+/// Retry delay for configuration problems (a missing ConfigMap may appear any moment).
+const CONFIG_RETRY: Duration = Duration::from_secs(2);
+
+pub struct Worker {
+    node: Arc<NodeContext>,
+    uid: String,
+    pod_rx: watch::Receiver<Option<Arc<Value>>>,
+    events_tx: mpsc::Sender<WorkerEvent>,
+    events_rx: mpsc::Receiver<WorkerEvent>,
+    probe_tx: mpsc::Sender<ProbeResult>,
+    probe_rx: mpsc::Receiver<ProbeResult>,
+    observed: Observed,
+    /// Running containers' shims by container name.
+    shims: HashMap<String, Shim>,
+    /// Stop signals of the images of running containers.
+    stop_signals: HashMap<String, i32>,
+    probes: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
+    volume_paths: BTreeMap<String, PathBuf>,
+    last_pod: Option<Arc<Value>>,
+    /// The status last published (or read from the pod).
+    last_status: Value,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Worker {
+    pub fn new(
+        node: Arc<NodeContext>,
+        uid: String,
+        pod_rx: watch::Receiver<Option<Arc<Value>>>,
+        adopted: Adopted,
+        shutdown: watch::Receiver<bool>,
+    ) -> Worker {
+        let (events_tx, events_rx) = mpsc::channel(64);
+        let (probe_tx, probe_rx) = mpsc::channel(64);
+        let pod = pod_rx.borrow().clone();
+        let last_status = pod.as_ref().and_then(|p| p.get("status").cloned()).unwrap_or(Value::Null);
+        let mut w = Worker {
+            node,
+            uid,
+            pod_rx,
+            events_tx,
+            events_rx,
+            probe_tx,
+            probe_rx,
+            observed: Observed::default(),
+            shims: HashMap::new(),
+            stop_signals: HashMap::new(),
+            probes: HashMap::new(),
+            volume_paths: BTreeMap::new(),
+            last_pod: pod.clone(),
+            last_status,
+            shutdown,
+        };
+        w.adopt(adopted, pod.as_deref());
+        w
+    }
+
+    /// Takes over containers found by the runtime after an agent restart, and what the last
+    /// published status says (so readiness does not flap and start time is kept).
+    fn adopt(&mut self, adopted: Adopted, pod: Option<&Value>) {
+        self.observed.sandbox_ready = adopted.sandbox;
+        let status = pod.and_then(|p| p.get("status"));
+        self.observed.start_time = status.and_then(|s| s["startTime"].as_str()).and_then(|t| t.parse().ok());
+        self.observed.pod_ip = status.and_then(|s| s["podIP"].as_str()).map(str::to_string);
+        self.observed.host_ip = self.node.host_ip.clone();
+        let mut runs = adopted.runs;
+        runs.sort_by_key(|(r, _, _)| (r.name.clone(), r.attempt));
+        for (run, shim, stop_signal) in runs {
+            let name = run.name.clone();
+            let attempt = run.attempt;
+            if let Some(shim) = shim {
+                // Readiness and startup as last published, until the probes say otherwise.
+                let published = status
+                    .and_then(|s| s.get(if run.init { "initContainerStatuses" } else { "containerStatuses" }))
+                    .and_then(Value::as_array)
+                    .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()).cloned());
+                let probes = self.observed.probes.entry(name.clone()).or_default();
+                probes.ready = published.as_ref().is_some_and(|c| c["ready"] == true);
+                probes.started = published.as_ref().is_some_and(|c| c["started"] == true);
+                self.watch_exit(&name, attempt, shim.clone());
+                self.shims.insert(name.clone(), shim);
+                if let Some(sig) = stop_signal.as_deref().and_then(signal_number) {
+                    self.stop_signals.insert(name.clone(), sig);
+                }
+            }
+            self.observed.runs.entry(name).or_default().push(run);
+        }
+        // Restart counts continue from the published status even if old runs are gone.
+        if let Some(status) = status {
+            for key in ["containerStatuses", "initContainerStatuses"] {
+                for cs in status.get(key).and_then(Value::as_array).into_iter().flatten() {
+                    let name = cs["name"].as_str().unwrap_or("").to_string();
+                    let count = cs["restartCount"].as_u64().unwrap_or(0) as u32;
+                    if count > 0 {
+                        self.observed.backoff.entry(name).or_insert(Backoff { count: count.min(6) });
+                    }
+                }
+            }
+        }
+    }
+
+    fn pod(&self) -> Option<Arc<Value>> {
+        self.pod_rx.borrow().clone()
+    }
+
+    fn involved(&self) -> InvolvedObject {
+        let mut i = self.last_pod.as_deref().map(InvolvedObject::of).unwrap_or(InvolvedObject {
+            kind: "Pod".into(),
+            api_version: "v1".into(),
+            namespace: String::new(),
+            name: String::new(),
+            uid: self.uid.clone(),
+            field_path: None,
+        });
+        if i.kind.is_empty() {
+            i.kind = "Pod".into();
+            i.api_version = "v1".into();
+        }
+        i
+    }
+
+    fn record(&self, container: Option<&str>, type_: EventType, reason: &str, message: impl Into<String>) {
+        let mut involved = self.involved();
+        if let Some(c) = container {
+            involved = involved.with_field_path(format!("spec.containers{{{c}}}"));
+        }
+        self.node.events.record(involved, type_, reason, message, "kubelet");
+    }
+
+    /// Runs until the pod is gone from this node (or the agent shuts down).
+    pub async fn run(mut self) {
+        loop {
+            if *self.shutdown.borrow() {
+                self.stop_probes_all();
+                return;
+            }
+            let current = self.pod();
+            if let Some(p) = &current {
+                self.last_pod = Some(p.clone());
+            }
+            let Some(pod_value) = self.last_pod.clone() else { return };
+            let pod: Pod = match serde_json::from_value((*pod_value).clone()) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(pod = %self.uid, error = %e, "a stored pod cannot be decoded; leaving it alone");
+                    return;
+                }
+            };
+            // A pod removed from the state (force deletion) is stopped as a deleted one.
+            let pod = if current.is_none() { mark_deleted(pod) } else { pod };
+            let now = Utc::now();
+            let decided = plan(&pod, &self.observed, now);
+            let mut acted = false;
+            let mut finished = false;
+            for action in decided.actions {
+                acted = true;
+                match action {
+                    Action::CreateSandbox => self.create_sandbox(&pod, &pod_value).await,
+                    Action::StartContainer { name, init, attempt } => self.start_container(&pod, &pod_value, &name, init, attempt).await,
+                    Action::KillContainer { name, reason, grace } => self.kill_container(&pod, &name, reason, grace),
+                    Action::RemoveRun { id } => self.remove_run(&id).await,
+                    Action::TeardownSandbox => self.teardown(&pod).await,
+                    Action::Finalize => {
+                        finished = self.finalize(&pod, current.is_none()).await;
+                    }
+                }
+            }
+            if current.is_some() && !finished {
+                self.publish_status(&pod, &pod_value).await;
+            }
+            if finished {
+                self.node.forget_pod(&self.uid);
+                return;
+            }
+            if acted {
+                continue;
+            }
+            let wake = decided.wake_at.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let sleep = async {
+                match wake {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.pod_rx.changed() => {
+                    if changed.is_err() {
+                        // The kubelet dropped the pod: it is shutting down.
+                        self.stop_probes_all();
+                        return;
+                    }
+                }
+                Some(event) = self.events_rx.recv() => self.observe(event),
+                Some(result) = self.probe_rx.recv() => self.observe(WorkerEvent::Probe(result)),
+                _ = self.shutdown.changed() => {}
+                _ = sleep => {}
+            }
+            // Take whatever else is queued before planning again.
+            while let Ok(event) = self.events_rx.try_recv() {
+                self.observe(event);
+            }
+            while let Ok(result) = self.probe_rx.try_recv() {
+                self.observe(WorkerEvent::Probe(result));
+            }
+        }
+    }
+
+    fn observe(&mut self, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Exited { name, attempt, exit } => {
+                self.stop_probes(&name);
+                self.shims.remove(&name);
+                let pod_name = self.last_pod.as_ref().and_then(|p| p.pointer("/metadata/name")).and_then(Value::as_str).unwrap_or("").to_string();
+                if let Some(run) = self.observed.runs.get_mut(&name).and_then(|runs| runs.iter_mut().find(|r| r.attempt == attempt)) {
+                    let started_at = run.state.started_at();
+                    run.state = match exit {
+                        ContainerExit::Exited(record) => RunState::Exited {
+                            exit_code: record.exit_code,
+                            signal: record.signal,
+                            reason: record.reason().to_string(),
+                            started_at: record.started_at().or(started_at).unwrap_or_else(Utc::now),
+                            finished_at: record.finished_at().unwrap_or_else(Utc::now),
+                        },
+                        ContainerExit::Unknown { reason } => {
+                            tracing::warn!(pod = %pod_name, container = %name, %reason, "container ended without an exit record");
+                            RunState::Unknown { started_at, noticed_at: Utc::now() }
+                        }
+                    };
+                    // A run that lasted long enough resets the crash-loop back-off.
+                    if let (Some(start), Some(end)) = (run.state.started_at(), run.state.finished_at()) {
+                        if end - start >= super::observed::BACKOFF_RESET_AFTER {
+                            self.observed.backoff.remove(&name);
+                        }
+                    }
+                    let id = run.id.clone();
+                    self.node.set_running(&self.uid, &id, false);
+                }
+                if let Some(p) = self.observed.probes.get_mut(&name) {
+                    p.ready = false;
+                    p.failed = None;
+                }
+            }
+            WorkerEvent::Probe(result) => {
+                let current = self.observed.current(&result.container).map(|r| r.attempt);
+                if current != Some(result.attempt) {
+                    return;
+                }
+                let p = self.observed.probes.entry(result.container.clone()).or_default();
+                match (result.kind, &result.outcome) {
+                    (ProbeKind::Startup, Ok(())) => p.started = true,
+                    (ProbeKind::Readiness, Ok(())) => p.ready = true,
+                    (ProbeKind::Readiness, Err(_)) => p.ready = false,
+                    (ProbeKind::Liveness, Ok(())) => {}
+                    (ProbeKind::Startup | ProbeKind::Liveness, Err(message)) => p.failed = Some(message.clone()),
+                }
+            }
+            WorkerEvent::Stopped { name } => {
+                self.observed.stopping.remove(&name);
+            }
+        }
+    }
+
+    fn facts(&self) -> PodFacts {
+        PodFacts { pod_ip: self.observed.pod_ip.clone(), host_ip: self.node.host_ip.clone(), node_name: self.node.node_name.clone() }
+    }
+
+    async fn create_sandbox(&mut self, pod: &Pod, pod_value: &Value) {
+        let uid = match PodUid::new(&self.uid) {
+            Ok(u) => u,
+            Err(e) => {
+                self.observed.sandbox_error = Some(e.to_string());
+                return;
+            }
+        };
+        let spec = pod.spec.as_ref();
+        let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+        if self.node.runtime.sandbox(&uid).is_none() {
+            let hostname = berth_dns::podfiles::pod_hostname(
+                pod.metadata.name.as_deref().unwrap_or(""),
+                spec.and_then(|s| s.hostname.as_deref()),
+            );
+            let resources = berth_runtime::cgroup::PodResources::default();
+            let config = SandboxConfig {
+                pod_uid: uid.clone(),
+                hostname,
+                host_network,
+                host_ipc: spec.and_then(|s| s.host_ipc).unwrap_or(false),
+                resources,
+                shm_size: None,
+            };
+            if let Err(e) = self.node.runtime.create_sandbox(config).await {
+                let message = error_chain(&e);
+                self.record(None, EventType::Warning, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {message}"));
+                return self.sandbox_failed(message);
+            }
+        }
+        // The pod's network: an address on the node's pod network, before any container.
+        if !host_network {
+            if let (Some(network), Some(sandbox)) = (&self.node.network, self.node.runtime.sandbox(&uid)) {
+                if let Some(netns) = sandbox.netns_path() {
+                    match network.attach(pod_value, &netns).await {
+                        Ok(ip) => self.observed.pod_ip = Some(ip.to_string()),
+                        Err(message) => {
+                            self.record(None, EventType::Warning, "FailedCreatePodSandBox", format!("Failed to set up the pod's network: {message}"));
+                            return self.sandbox_failed(message);
+                        }
+                    }
+                }
+            }
+        } else {
+            self.observed.pod_ip = self.node.host_ip.clone();
+        }
+        if let Err(message) = self.prepare_volumes(pod).await {
+            return self.sandbox_failed(message);
+        }
+        if let Err(e) = super::podfiles::write(&self.node, pod, &self.uid, self.observed.pod_ip.as_deref()) {
+            return self.sandbox_failed(format!("writing the pod's /etc files: {e}"));
+        }
+        self.observed.sandbox_error = None;
+        self.observed.sandbox_retry_at = None;
+        self.observed.backoff.remove("*sandbox*");
+        self.observed.sandbox_ready = true;
+        if self.observed.start_time.is_none() {
+            self.observed.start_time = Some(Utc::now());
+        }
+    }
+
+    /// Records why the sandbox is not ready and when to try again (1 s doubling to 1 min).
+    fn sandbox_failed(&mut self, message: String) {
+        let backoff = self.observed.backoff.entry("*sandbox*".into()).or_default();
+        backoff.count += 1;
+        let delay = chrono::Duration::seconds(1 << backoff.count.min(6)).min(chrono::Duration::seconds(60));
+        self.observed.sandbox_error = Some(message);
+        self.observed.sandbox_retry_at = Some(Utc::now() + delay);
+    }
+
+    /// Prepares every volume of the pod (idempotent). A problem is a FailedMount event and the
+    /// pod waits.
+    async fn prepare_volumes(&mut self, pod: &Pod) -> Result<(), String> {
+        let uid = PodUid::new(&self.uid).map_err(|e| e.to_string())?;
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let facts = self.facts();
+        let fs_group = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.fs_group).map(|g| g as u32);
+        for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+            let state = self.node.state.clone();
+            let lookup = |kind: &str, name: &str| state.get(kind, &ns, name);
+            let node_name = self.node.node_name.clone();
+            let claim_state = self.node.state.clone();
+            let claim = |name: &str| crate::claims::volume_source(&claim_state, &ns, name, &node_name);
+            let source = match super::volumes::volume_source(pod, volume, &facts, &lookup, &claim) {
+                Ok(s) => s,
+                Err(problem) => {
+                    let message = format!("MountVolume.SetUp failed for volume {:?} : {problem}", volume.name);
+                    self.record(None, EventType::Warning, "FailedMount", message.clone());
+                    return Err(message);
+                }
+            };
+            match self.node.runtime.prepare_volume(&uid, &volume.name, source, fs_group).await {
+                Ok(prepared) => {
+                    self.volume_paths.insert(volume.name.clone(), prepared.path);
+                }
+                Err(e) => {
+                    let message = format!("MountVolume.SetUp failed for volume {:?} : {}", volume.name, error_chain(&e));
+                    self.record(None, EventType::Warning, "FailedMount", message.clone());
+                    return Err(message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_failure(&mut self, name: &str, reason: &str, message: String, retry: Duration) {
+        self.record(Some(name), EventType::Warning, "Failed", format!("Error: {message}"));
+        self.observed.failures.insert(
+            name.to_string(),
+            StartFailure { reason: reason.to_string(), message, retry_at: Utc::now() + chrono::Duration::from_std(retry).unwrap_or_default() },
+        );
+    }
+
+    async fn start_container(&mut self, pod: &Pod, pod_value: &Value, name: &str, init: bool, attempt: u32) {
+        let Some(container) = find_container(pod, name, init).cloned() else { return };
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+
+        // The image, by its pull policy.
+        let reference = container.image.clone().unwrap_or_default();
+        let policy = container.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let secrets: Vec<Arc<Value>> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|r| self.node.state.get("Secret", &ns, &r.name))
+            .collect();
+        let events = self.node.events.clone();
+        let involved = self.involved().with_field_path(format!("spec.containers{{{name}}}"));
+        let report = move |t: EventType, reason: &'static str, message: String| {
+            events.record(involved.clone(), t, reason, message, "kubelet");
+        };
+        let image = match self.node.images.ensure(&reference, &policy, &secrets, &report).await {
+            Ok(image) => image,
+            Err(failure) => {
+                let previous = self.observed.failures.get(name).map(|f| f.reason.clone());
+                let backoff = self.observed.backoff.entry(format!("image:{name}")).or_default();
+                backoff.count += 1;
+                let delay = backoff.delay().to_std().unwrap_or(Duration::from_secs(10)).max(Duration::from_secs(1));
+                let reason = match (failure.reason, previous.as_deref()) {
+                    ("ErrImagePull", Some("ErrImagePull" | "ImagePullBackOff")) => "ImagePullBackOff",
+                    (r, _) => r,
+                };
+                if reason == "ImagePullBackOff" {
+                    self.record(Some(name), EventType::Normal, "BackOff", format!("Back-off pulling image {reference:?}"));
+                }
+                self.start_failure(name, reason, failure.message, delay);
+                return;
+            }
+        };
+        self.observed.backoff.remove(&format!("image:{name}"));
+
+        // Environment, config and mounts.
+        if self.volume_paths.is_empty() && pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| !v.is_empty()) {
+            if let Err(message) = self.prepare_volumes(pod).await {
+                self.start_failure(name, "CreateContainerConfigError", message, CONFIG_RETRY);
+                return;
+            }
+        }
+        let state = self.node.state.clone();
+        let lookup = |kind: &str, n: &str| state.get(kind, &ns, n);
+        let env = match environment(pod, &container, &self.facts(), &lookup) {
+            Ok(env) => env,
+            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+        };
+        let config = match container_config(pod, &container, env.clone(), image.config.user.as_deref(), self.node.node_memory) {
+            Ok(c) => c,
+            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+        };
+        let container_mounts = match mounts(&container, &self.volume_paths, &env) {
+            Ok(m) => m,
+            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+        };
+        let id = match ContainerId::new(format!("{}-{name}-{attempt}", self.uid)) {
+            Ok(id) => id,
+            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+        };
+        let uid = PodUid::new(&self.uid).expect("checked when the sandbox was made");
+        // A leftover of this exact run (a crash between start and record) is removed first.
+        let _ = self.node.runtime.remove_container(&id, true).await;
+        let log_path = self.node.log_path(&ns, &pod_name, &self.uid, name, attempt);
+        let image_id = image_id(&image);
+        let mut labels = BTreeMap::new();
+        labels.insert(labels::POD_UID.into(), self.uid.clone());
+        labels.insert(labels::POD_NAMESPACE.into(), ns.clone());
+        labels.insert(labels::POD_NAME.into(), pod_name.clone());
+        labels.insert(labels::CONTAINER.into(), name.to_string());
+        labels.insert(labels::ATTEMPT.into(), attempt.to_string());
+        labels.insert(labels::INIT.into(), init.to_string());
+        labels.insert(labels::IMAGE.into(), reference.clone());
+        labels.insert(labels::IMAGE_ID.into(), image_id.clone());
+        if let Some(sig) = &image.stop_signal {
+            labels.insert(labels::STOP_SIGNAL.into(), sig.clone());
+        }
+        let request = ContainerRequest {
+            id: id.clone(),
+            pod: uid,
+            rootfs: RootfsSource::Overlay { lower_dirs: image.layer_dirs() },
+            image: image.config.clone(),
+            config,
+            mounts: container_mounts,
+            etc_files: super::podfiles::etc_files(&self.node, &self.uid, pod),
+            log: LogConfig::new(log_path.clone()),
+            labels,
+        };
+        // Crash-loop back-off counts restarts.
+        if attempt > 0 {
+            self.observed.backoff.entry(name.to_string()).or_default().count += 1;
+        }
+        match self.node.runtime.start_container(request).await {
+            Ok(shim) => {
+                self.observed.failures.remove(name);
+                let started_at = parse_time(shim.started_at()).unwrap_or_else(Utc::now);
+                self.record(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
+                let run = ContainerRun {
+                    id: id.as_str().to_string(),
+                    name: name.to_string(),
+                    attempt,
+                    init,
+                    state: RunState::Running { started_at },
+                    image: reference,
+                    image_id,
+                };
+                self.observed.runs.entry(name.to_string()).or_default().push(run);
+                let probes = self.observed.probes.entry(name.to_string()).or_default();
+                probes.started = container.startup_probe.is_none();
+                probes.ready = container.readiness_probe.is_none() && container.startup_probe.is_none();
+                probes.failed = None;
+                if let Some(sig) = image.stop_signal.as_deref().and_then(signal_number) {
+                    self.stop_signals.insert(name.to_string(), sig);
+                }
+                self.node.register_run(&self.uid, name, RunRef { id: id.clone(), attempt, running: true, log_path });
+                self.watch_exit(name, attempt, shim.clone());
+                self.start_probes(pod_value, &container, &id, attempt);
+                self.shims.insert(name.to_string(), shim);
+                if self.observed.start_time.is_none() {
+                    self.observed.start_time = Some(Utc::now());
+                }
+            }
+            Err(e) => {
+                let message = error_chain(&e);
+                let delay = self.observed.backoff.get(name).copied().unwrap_or_default().delay();
+                self.start_failure(name, "RunContainerError", message, delay.to_std().unwrap_or_default().max(Duration::from_secs(1)));
+            }
+        }
+    }
+
+    fn start_probes(&mut self, pod_value: &Value, container: &Container, id: &ContainerId, attempt: u32) {
+        if container.startup_probe.is_none() && container.readiness_probe.is_none() && container.liveness_probe.is_none() {
+            return;
+        }
+        let netns = PodUid::new(&self.uid).ok().and_then(|u| self.node.runtime.sandbox(&u)).and_then(|s| s.netns_path());
+        let target = ProbeTarget {
+            runtime: self.node.runtime.clone(),
+            container_id: id.clone(),
+            container: container.clone(),
+            attempt,
+            netns,
+            pod_ip: self.observed.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            involved: InvolvedObject::of(pod_value),
+            events: self.node.events.clone(),
+        };
+        let handles = probe::start(target, self.probe_tx.clone());
+        self.probes.insert(container.name.clone(), handles);
+    }
+
+    fn stop_probes(&mut self, name: &str) {
+        for h in self.probes.remove(name).into_iter().flatten() {
+            h.abort();
+        }
+    }
+
+    fn stop_probes_all(&mut self) {
+        for (_, handles) in self.probes.drain() {
+            for h in handles {
+                h.abort();
+            }
+        }
+    }
+
+    fn watch_exit(&self, name: &str, attempt: u32, shim: Shim) {
+        let tx = self.events_tx.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let exit = match shim.wait().await {
+                Ok(exit) => exit,
+                Err(e) => ContainerExit::Unknown { reason: error_chain(&e) },
+            };
+            let _ = tx.send(WorkerEvent::Exited { name, attempt, exit }).await;
+        });
+    }
+
+    fn kill_container(&mut self, pod: &Pod, name: &str, reason: KillReason, grace: chrono::Duration) {
+        let Some(shim) = self.shims.get(name).cloned() else { return };
+        self.observed.stopping.insert(name.to_string());
+        let message = match &reason {
+            KillReason::ProbeFailed(m) => format!("Container {name} failed: {m}, will be restarted"),
+            KillReason::PodDeleted | KillReason::DeadlineExceeded => format!("Stopping container {name}"),
+        };
+        self.record(Some(name), EventType::Normal, "Killing", message);
+        // No preStop hook when the pod's deadline or a probe kills it? kubelet runs preStop for
+        // every kill; so does berth.
+        let container = find_container(pod, name, false).or_else(|| find_container(pod, name, true)).cloned();
+        let pre_stop = container.as_ref().and_then(|c| c.lifecycle.as_ref()).and_then(|l| l.pre_stop.as_ref()).cloned();
+        let signal = self.stop_signals.get(name).copied().unwrap_or(libc::SIGTERM);
+        let runtime = self.node.runtime.clone();
+        let tx = self.events_tx.clone();
+        let name = name.to_string();
+        let netns = PodUid::new(&self.uid).ok().and_then(|u| self.node.runtime.sandbox(&u)).and_then(|s| s.netns_path());
+        let pod_ip = self.observed.pod_ip.clone();
+        let grace = grace.to_std().unwrap_or_default();
+        tokio::spawn(async move {
+            let mut remaining = grace;
+            let mut exec_hook = None;
+            if let Some(hook) = pre_stop {
+                let started = std::time::Instant::now();
+                if let Some(exec) = &hook.exec {
+                    exec_hook = Some(ExecRequest::new(exec.command.clone().unwrap_or_default()));
+                } else if let Some(sleep) = &hook.sleep {
+                    tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(grace)).await;
+                } else if let Some(http) = &hook.http_get {
+                    let port = match &http.port {
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p as u16,
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(n) => container
+                            .as_ref()
+                            .and_then(|c| c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(n)))
+                            .map(|p| p.container_port as u16)
+                            .unwrap_or(0),
+                    };
+                    let ip = pod_ip.and_then(|ip| ip.parse().ok()).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+                    let path = http.path.clone().unwrap_or_else(|| "/".into());
+                    let addr = std::net::SocketAddr::new(ip, port);
+                    if let Ok(mut s) = probe::connect_in_netns(netns, addr, grace).await {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                        let _ = s.write_all(req.as_bytes()).await;
+                        let mut buf = [0u8; 64];
+                        let _ = tokio::time::timeout(grace, s.read(&mut buf)).await;
+                    }
+                }
+                if exec_hook.is_none() {
+                    remaining = grace.saturating_sub(started.elapsed()).max(berth_runtime::container::MIN_GRACE_AFTER_HOOK);
+                }
+            }
+            if let Err(e) = runtime.stop_container(&shim, signal, remaining, exec_hook.as_ref()).await {
+                tracing::warn!(container = %shim.id(), error = %error_chain(&e), "stopping a container failed");
+            }
+            let _ = tx.send(WorkerEvent::Stopped { name }).await;
+        });
+    }
+
+    async fn remove_run(&mut self, id: &str) {
+        if let Ok(cid) = ContainerId::new(id) {
+            if let Err(e) = self.node.runtime.remove_container(&cid, false).await {
+                tracing::warn!(container = %id, error = %error_chain(&e), "removing an old container failed");
+                return;
+            }
+        }
+        for runs in self.observed.runs.values_mut() {
+            runs.retain(|r| r.id != id);
+        }
+        self.node.unregister_run(&self.uid, id);
+    }
+
+    /// Removes the pod's containers, volumes (not claims), network and sandbox. Logs stay.
+    async fn teardown(&mut self, pod: &Pod) {
+        self.stop_probes_all();
+        let Ok(uid) = PodUid::new(&self.uid) else { return };
+        let ids: Vec<String> = self.observed.runs.values().flatten().map(|r| r.id.clone()).collect();
+        for id in ids {
+            if let Ok(cid) = ContainerId::new(&id) {
+                if let Err(e) = self.node.runtime.remove_container(&cid, true).await {
+                    tracing::warn!(container = %id, error = %error_chain(&e), "removing a container failed");
+                }
+            }
+        }
+        if let Some(network) = &self.node.network {
+            network.detach(&self.uid).await;
+        }
+        if let Err(e) = self.node.runtime.remove_pod_volumes(&uid).await {
+            tracing::warn!(pod = %self.uid, error = %error_chain(&e), "removing pod volumes failed");
+        }
+        if let Err(e) = self.node.runtime.remove_sandbox(&uid).await {
+            tracing::warn!(pod = %self.uid, error = %error_chain(&e), "removing the pod sandbox failed; retrying");
+            return;
+        }
+        super::podfiles::remove(&self.node, &self.uid);
+        self.volume_paths.clear();
+        self.shims.clear();
+        self.observed.sandbox_ready = false;
+        let _ = pod;
+    }
+
+    /// Removes the deleted pod from the cluster state. True when the worker is done.
+    async fn finalize(&mut self, pod: &Pod, already_gone: bool) -> bool {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.node.remove_logs(&ns, &name, &self.uid);
+        if already_gone {
+            return true;
+        }
+        let command = Command::Delete {
+            key: ObjectKey::new("Pod", &ns, &name),
+            precondition_uid: Some(self.uid.clone()),
+            precondition_resource_version: None,
+            grace_period_seconds: Some(0),
+            propagation: Propagation::Background,
+            now: Timestamp::now(),
+        };
+        match self.node.state.propose(command).await {
+            Ok(_) => true,
+            Err(crate::state::ProposeError::Rejected(_)) => true,
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "removing a deleted pod failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                false
+            }
+        }
+    }
+
+    async fn publish_status(&mut self, pod: &Pod, pod_value: &Value) {
+        let status = super::status::pod_status(pod, &self.observed, &self.last_status, Utc::now());
+        let stored = pod_value.get("status").cloned().unwrap_or(Value::Null);
+        if status == stored {
+            self.last_status = status;
+            return;
+        }
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let command = Command::UpdateStatus { key: ObjectKey::new("Pod", &ns, &name), status: status.clone(), precondition_resource_version: None };
+        match self.node.state.propose(command).await {
+            Ok(_) => self.last_status = status,
+            Err(e) => tracing::debug!(pod = %name, error = %e, "publishing pod status failed"),
+        }
+    }
+}
+
+fn find_container<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    if init {
+        spec.init_containers.as_ref()?.iter().find(|c| c.name == name)
+    } else {
+        spec.containers.iter().find(|c| c.name == name)
+    }
+}
+
+/// A pod gone from the state is stopped like a deleted pod.
+fn mark_deleted(mut pod: Pod) -> Pod {
+    if pod.metadata.deletion_timestamp.is_none() {
+        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let at = Timestamp::now().plus_seconds(grace);
+        pod.metadata.deletion_timestamp = k8s_openapi::jiff::Timestamp::from_second(at.unix_seconds())
+            .ok()
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+    }
+    pod
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// `docker.io/library/busybox@sha256:...`, as kubelet reports imageID.
+fn image_id(image: &berth_runtime::image::Image) -> String {
+    let repo = image
+        .references
+        .first()
+        .map(|r| r.split('@').next().unwrap_or(r).rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map_or(r.as_str(), |(repo, _)| repo).to_string())
+        .unwrap_or_default();
+    if repo.is_empty() { image.manifest_digest.to_string() } else { format!("{repo}@{}", image.manifest_digest) }
+}
+
+/// `SIGQUIT`, `QUIT`, `3` to a signal number.
+pub fn signal_number(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return Some(n);
+    }
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match bare {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "WINCH" => libc::SIGWINCH,
+        "PWR" => libc::SIGPWR,
+        _ => return None,
+    };
+    Some(n)
+}
