@@ -41,12 +41,15 @@
 
 pub mod digest;
 pub mod platform;
+pub mod pull;
 pub mod reference;
 pub mod source;
 pub mod store;
 pub mod unpack;
 
+pub use oci_spec::image::Digest;
 pub use platform::Platform;
+pub use pull::{PullError, Puller};
 pub use reference::ReferenceError;
 pub use source::{Format, SourceError};
 pub use store::{BlobWriter, Image, ImageRecord, ImageStore, Ingest, PruneReport, StoreError};

@@ -20,6 +20,11 @@ pub(crate) struct ReferenceIndex {
     #[serde(rename = "schemaVersion")]
     version: u32,
     pub(crate) references: BTreeMap<String, Digest>,
+    /// Multi-platform index digest -> the manifest pulled from it for this host, so that
+    /// `name@sha256:<index>` finds the image. Entries whose manifest no reference names are
+    /// dropped by `prune`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) indexes: BTreeMap<String, Digest>,
 }
 
 impl ReferenceIndex {
@@ -31,6 +36,7 @@ impl ReferenceIndex {
                 return Ok(ReferenceIndex {
                     version: VERSION,
                     references: BTreeMap::new(),
+                    indexes: BTreeMap::new(),
                 });
             }
             Err(source) => return Err(StoreError::io("read", path, source)),

@@ -53,11 +53,13 @@ fn temp_name(kind: &str) -> String {
 
 /// A write session on the store. See the module documentation.
 pub struct Ingest<'s> {
-    store: &'s ImageStore,
+    pub(super) store: &'s ImageStore,
     _lock: StoreLock,
-    created_blobs: Vec<PathBuf>,
-    created_layers: Vec<PathBuf>,
+    pub(super) created_blobs: Vec<PathBuf>,
+    pub(super) created_layers: Vec<PathBuf>,
     staged: Vec<(String, Digest)>,
+    /// Index digest -> the manifest chosen from it, for lookups by the index's digest.
+    staged_indexes: Vec<(Digest, Digest)>,
     records: Vec<ImageRecord>,
     committed: bool,
 }
@@ -72,6 +74,7 @@ impl<'s> Ingest<'s> {
             created_blobs: Vec::new(),
             created_layers: Vec::new(),
             staged: Vec::new(),
+            staged_indexes: Vec::new(),
             records: Vec::new(),
             committed: false,
         })
@@ -163,9 +166,22 @@ impl<'s> Ingest<'s> {
         manifest_digest: &Digest,
         references: &[Reference],
     ) -> Result<ImageRecord, StoreError> {
+        self.add_image_from_index(manifest_digest, None, references)
+    }
+
+    /// [`Ingest::add_image`] for a manifest chosen from the multi-platform index `index`
+    /// (what a registry pull of a tag usually finds): references may then name the index's
+    /// digest, and the image can be found by it later.
+    pub fn add_image_from_index(
+        &mut self,
+        manifest_digest: &Digest,
+        index: Option<&Digest>,
+        references: &[Reference],
+    ) -> Result<ImageRecord, StoreError> {
         for reference in references {
             if let Some(named) = reference.digest()
                 && named != manifest_digest.as_ref()
+                && index.is_none_or(|i| named != i.as_ref())
             {
                 return Err(StoreError::ReferenceDigest {
                     reference: reference.whole(),
@@ -200,6 +216,10 @@ impl<'s> Ingest<'s> {
         for name in &names {
             self.staged.push((name.clone(), manifest_digest.clone()));
         }
+        if let Some(index) = index {
+            self.staged_indexes
+                .push((index.clone(), manifest_digest.clone()));
+        }
         let record = record_of(manifest_digest, names, &manifest, &config);
         self.records.push(record.clone());
         Ok(record)
@@ -226,6 +246,12 @@ impl<'s> Ingest<'s> {
                 tracing::info!(reference, from = %previous, to = %digest, "image reference moved to a new image");
             }
             changed = true;
+        }
+        for (index_digest, manifest) in &self.staged_indexes {
+            let previous = index
+                .indexes
+                .insert(index_digest.to_string(), manifest.clone());
+            changed |= previous.as_ref() != Some(manifest);
         }
         if changed {
             index.save(&index_path)?;

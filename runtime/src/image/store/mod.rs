@@ -18,6 +18,7 @@
 
 mod content;
 mod import;
+mod incoming;
 mod index;
 mod ingest;
 
@@ -38,6 +39,7 @@ use super::platform::Platform;
 use super::reference::{self, ReferenceError};
 use super::source::SourceError;
 use super::unpack::UnpackError;
+pub use incoming::IncomingLock;
 use index::ReferenceIndex;
 pub use ingest::{BlobWriter, Ingest};
 
@@ -352,7 +354,22 @@ impl ImageStore {
     pub fn prune(&self, in_use: &[Digest]) -> Result<PruneReport, StoreError> {
         let _lock = self.lock()?;
         self.sweep_temporaries();
-        let index = ReferenceIndex::load(&self.index_path())?;
+        let incoming = self.clear_incoming()?;
+        if incoming > 0 {
+            tracing::info!(
+                entries = incoming,
+                "removed leftovers of interrupted image pulls"
+            );
+        }
+        let mut index = ReferenceIndex::load(&self.index_path())?;
+        let named: BTreeSet<String> = index.references.values().map(|d| d.to_string()).collect();
+        let before = index.indexes.len();
+        index
+            .indexes
+            .retain(|_, manifest| named.contains(&manifest.to_string()));
+        if index.indexes.len() != before {
+            index.save(&self.index_path())?;
+        }
         let mut live_blobs = BTreeSet::new();
         let mut live_layers = BTreeSet::new();
         let mut manifests = index.manifests();
@@ -525,6 +542,14 @@ impl ImageStore {
                     .manifests()
                     .into_iter()
                     .find(|d| d.as_ref() == named)
+                    .or_else(|| {
+                        let chosen = index.indexes.get(named)?;
+                        index
+                            .references
+                            .values()
+                            .any(|d| d == chosen)
+                            .then(|| chosen.clone())
+                    })
                     .ok_or_else(not_found);
             }
             if let Some(digest) = index.references.get(&parsed.whole()) {
