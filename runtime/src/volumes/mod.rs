@@ -2,7 +2,7 @@
 //!
 //! | kind       | host path                                                | lifetime          |
 //! |------------|----------------------------------------------------------|-------------------|
-//! | claim      | `<data>/volumes/claims/<claim>`                          | until deleted explicitly |
+//! | claim      | `<data>/volumes/claims/<claim>` ([`quota`] limits its size where it can) | until deleted explicitly ([`remove_claim`]) |
 //! | emptyDir   | `<data>/pods/<uid>/volumes/empty-dir/<name>` (tmpfs for `medium: Memory`) | the pod |
 //! | hostPath   | the given path, checked against its `type`               | the host's        |
 //! | configMap  | `<data>/pods/<uid>/volumes/configmap/<name>` (tmpfs)     | the pod           |
@@ -12,8 +12,10 @@
 //! swapped atomically, and one symlink per top-level name) so [`update_projected`] can refresh
 //! them while containers read. Secrets live on tmpfs only: they never touch the disk.
 
+mod claim;
 mod host_path;
 mod projected;
+pub mod quota;
 mod sub_path;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout::{PodUid, RuntimeDirs, validate_name};
 
+pub use claim::{claim_path, remove_claim};
 pub use host_path::HostPathType;
 pub use projected::{KeyToPath, Projection};
 pub use sub_path::resolve_sub_path;

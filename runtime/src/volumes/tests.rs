@@ -160,3 +160,31 @@ fn configmap_files_default_to_0644() {
     assert_eq!(meta.mode() & 0o777, 0o644);
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
 }
+
+#[test]
+fn removing_a_claim_deletes_its_tree_but_not_what_its_symlinks_point_to() {
+    let d = Dirs::new();
+    let outside = d.dirs.data_dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep"), "not the claim's").unwrap();
+    let path = ensure_claim(&d.dirs, "data-db-1").unwrap();
+    std::fs::create_dir_all(path.join("pg/base")).unwrap();
+    std::fs::write(path.join("pg/base/1"), "rows").unwrap();
+    std::os::unix::fs::symlink(&outside, path.join("escape")).unwrap();
+
+    assert!(remove_claim(&d.dirs, "data-db-1").unwrap());
+    assert!(!path.exists());
+    assert_eq!(
+        std::fs::read_to_string(outside.join("keep")).unwrap(),
+        "not the claim's"
+    );
+    assert!(
+        !remove_claim(&d.dirs, "data-db-1").unwrap(),
+        "a second removal finds nothing"
+    );
+    assert!(matches!(
+        remove_claim(&d.dirs, "../outside"),
+        Err(VolumeError::BadClaim(_))
+    ));
+    assert!(outside.exists());
+}
