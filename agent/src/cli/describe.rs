@@ -11,6 +11,8 @@ use super::target::{Targets, collection_path, encode, object_path, parse_targets
 use super::{CliError, Ctx};
 use crate::objects::Kind;
 
+mod batch;
+
 /// Lines of `key: value`, aligned as kubectl aligns them: consecutive keys at one indent
 /// share a value column.
 #[derive(Default)]
@@ -151,6 +153,8 @@ pub fn render(kind: Kind, o: &Value, events: &[Value], now: DateTime<Utc>) -> St
         Kind::StatefulSet => statefulset(&mut d, o, now),
         Kind::Service => service(&mut d, o),
         Kind::PersistentVolumeClaim => claim(&mut d, o),
+        Kind::Job => batch::job(&mut d, o, now),
+        Kind::CronJob => batch::cron_job(&mut d, o, now),
         _ => generic(&mut d, o),
     }
     let mut out = d.render();
