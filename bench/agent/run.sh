@@ -1,0 +1,28 @@
+#!/bin/sh
+# Agent benchmark (run by hand, as root): apply -> Ready latency of a one-container pod with an
+# exec readiness probe that passes at once (median of 20), and the agent's RSS idle and with 50
+# running pods. Release build; a temporary agent on its own directories.
+#
+#   sudo bench/agent/run.sh [ROUNDS] [PODS]
+set -eu
+cd "$(dirname "$0")/../.."
+ROUNDS=${1:-20}
+PODS=${2:-50}
+cargo build --release -q --workspace --bins --examples
+DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
+scripts/build-busybox-image.sh "$DIR/image" berth.local/busybox:1 >/dev/null
+target/release/berth agent --data-dir "$DIR/data" --run-dir "$DIR/run" --node-name bench \
+    --cgroup-parent berth-bench >"$DIR/agent.log" 2>&1 &
+AGENT=$!
+cleanup() {
+    kill "$AGENT" 2>/dev/null; wait "$AGENT" 2>/dev/null
+    pkill -f "berth-shim.*$DIR" 2>/dev/null
+    grep " $DIR" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    for d in /sys/fs/cgroup/*/berth-bench; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+export BERTH_SOCKET="$DIR/run/berth.sock"
+for _ in $(seq 100); do target/release/berth version >/dev/null 2>&1 && break; sleep 0.1; done
+target/release/berth image import "$DIR/image" >/dev/null
+target/release/examples/bench_ready "$BERTH_SOCKET" "$AGENT" berth.local/busybox:1 "$ROUNDS" "$PODS"
