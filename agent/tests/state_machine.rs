@@ -953,3 +953,37 @@ fn replaying_the_same_commands_gives_the_same_state() {
     assert_eq!(snapshot(&first), snapshot(&second));
     assert_eq!(first.revision(), second.revision());
 }
+
+#[test]
+fn builder_methods_set_the_options_of_the_commands_that_have_them() {
+    let key = key("Pod", "db", "p");
+    let built = Command::delete(key.clone(), T0)
+        .expecting_resource_version(7)
+        .expecting_uid("uid-p")
+        .with_grace_period(5)
+        .with_propagation(Propagation::Foreground);
+    assert_eq!(
+        built,
+        Command::Delete {
+            key: key.clone(),
+            precondition_uid: Some("uid-p".into()),
+            precondition_resource_version: Some(7),
+            grace_period_seconds: Some(5),
+            propagation: Propagation::Foreground,
+            now: T0,
+        }
+    );
+    let status = Command::update_status(key.clone(), json!({})).expecting_resource_version(3);
+    assert!(matches!(
+        status,
+        Command::UpdateStatus {
+            precondition_resource_version: Some(3),
+            ..
+        }
+    ));
+    let create = create(pod("p"), "u");
+    assert_eq!(
+        create.clone().expecting_uid("x").with_grace_period(1),
+        create
+    );
+}

@@ -143,6 +143,62 @@ impl Command {
         }
     }
 
+    /// Adds a resourceVersion precondition to an `Update`, `UpdateStatus` or `Delete` (other
+    /// commands are returned unchanged): `Command::delete(key, now).expecting_resource_version(7)`.
+    pub fn expecting_resource_version(mut self, revision: Revision) -> Command {
+        match &mut self {
+            Command::Update {
+                precondition_resource_version,
+                ..
+            }
+            | Command::UpdateStatus {
+                precondition_resource_version,
+                ..
+            }
+            | Command::Delete {
+                precondition_resource_version,
+                ..
+            } => *precondition_resource_version = Some(revision),
+            Command::Create { .. } | Command::Batch(_) | Command::Noop => {}
+        }
+        self
+    }
+
+    /// Adds a uid precondition to a `Delete` (other commands are returned unchanged).
+    pub fn expecting_uid(mut self, uid: impl Into<String>) -> Command {
+        if let Command::Delete {
+            precondition_uid, ..
+        } = &mut self
+        {
+            *precondition_uid = Some(uid.into());
+        }
+        self
+    }
+
+    /// Sets the grace period of a `Delete` (other commands are returned unchanged).
+    pub fn with_grace_period(mut self, seconds: i64) -> Command {
+        if let Command::Delete {
+            grace_period_seconds,
+            ..
+        } = &mut self
+        {
+            *grace_period_seconds = Some(seconds);
+        }
+        self
+    }
+
+    /// Sets the propagation of a `Delete` (other commands are returned unchanged).
+    pub fn with_propagation(mut self, propagation: Propagation) -> Command {
+        if let Command::Delete {
+            propagation: current,
+            ..
+        } = &mut self
+        {
+            *current = propagation;
+        }
+        self
+    }
+
     /// A short name for logs: `create`, `update`, `update-status`, `delete`, `batch`, `noop`.
     pub fn verb(&self) -> &'static str {
         match self {
