@@ -23,6 +23,7 @@ pub mod exec;
 pub mod image;
 pub mod layout;
 pub mod logs;
+pub mod network;
 pub mod rootfs;
 pub mod runtime;
 pub mod sandbox;

@@ -1,0 +1,439 @@
+//! berth's own nftables table, through nft's JSON API (`nft -j -f -`, libnftables-json(5)).
+//!
+//! Why the JSON API of the `nft` binary rather than a crate: the table is a handful of fixed
+//! chains plus one rule per published port, built here as `serde_json` values; the `nftables`
+//! crate would add schemars and strum to the build for the same JSON, and netlink-level crates
+//! (rustables, nftnl) re-implement nft's expression encoding, which is where bugs hide. A
+//! transaction is one `nft` run: all or nothing. (nft 1.0.6's JSON parser cannot express
+//! concatenated map data, so ports are rules, not map elements.)
+//!
+//! ```text
+//! table ip <name> {
+//!   set pod_networks { type ipv4_addr; flags interval }   # this node's and peers' pod CIDRs
+//!   chain prerouting  { type nat hook prerouting priority dstnat;  fib daddr type local jump hostports }
+//!   chain output      { type nat hook output priority dstnat;      fib daddr type local jump hostports }
+//!   chain hostports   { [ip daddr <hostIP>] tcp dport 8080 dnat to 10.244.0.5:80 comment "<uid> ..." }
+//!   chain postrouting { type nat hook postrouting priority srcnat;
+//!                       ct status dnat ip saddr <cidr> oifname <bridge> masquerade   # hairpin
+//!                       ip saddr <cidr> ip daddr != @pod_networks masquerade }       # egress
+//! }
+//! ```
+//!
+//! Nothing outside this table is read or changed.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+use serde_json::{Value, json};
+
+use super::hostports::{HostPortRule, InstalledRules};
+use super::netns::{Netns, run_in};
+
+/// The chain holding one DNAT rule per published port.
+pub const HOSTPORTS_CHAIN: &str = "hostports";
+/// The set of destinations not masqueraded: this node's and the peers' pod CIDRs.
+pub const POD_NETWORKS_SET: &str = "pod_networks";
+
+/// Running `nft` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// The binary could not be started or talked to.
+    #[error("cannot run nft (is the nftables package installed?)")]
+    Spawn(#[source] std::io::Error),
+    /// nft refused the transaction; nothing of it was applied.
+    #[error("nft refused the change: {stderr}")]
+    Refused { stderr: String },
+    /// nft's output is not the JSON expected.
+    #[error("unreadable nft output: {0}")]
+    Output(String),
+}
+
+/// berth's table on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The table's name (family `ip`).
+    pub name: String,
+    /// This node's pod CIDR.
+    pub pod_cidr: Ipv4Net,
+    /// The pods' bridge.
+    pub bridge: String,
+}
+
+fn matches(left: Value, right: Value) -> Value {
+    json!({"match": {"op": "==", "left": left, "right": right}})
+}
+
+fn fib_daddr_local() -> Value {
+    matches(
+        json!({"fib": {"result": "type", "flags": ["daddr"]}}),
+        json!("local"),
+    )
+}
+
+fn saddr_in(cidr: Ipv4Net) -> Value {
+    matches(
+        json!({"payload": {"protocol": "ip", "field": "saddr"}}),
+        json!({"prefix": {"addr": cidr.network().to_string(), "len": cidr.prefix_len()}}),
+    )
+}
+
+impl Table {
+    fn object(&self, kind: &str, name: &str) -> Value {
+        json!({kind: {"family": "ip", "table": self.name, "name": name}})
+    }
+
+    fn rule(&self, chain: &str, expr: Vec<Value>, comment: Option<String>) -> Value {
+        let mut rule = json!({"family": "ip", "table": self.name, "chain": chain, "expr": expr});
+        if let Some(comment) = comment {
+            rule["comment"] = json!(comment);
+        }
+        json!({"add": {"rule": rule}})
+    }
+
+    fn base_chain(&self, name: &str, hook: &str, priority: i32) -> Value {
+        json!({"add": {"chain": {
+            "family": "ip", "table": self.name, "name": name,
+            "type": "nat", "hook": hook, "prio": priority, "policy": "accept"
+        }}})
+    }
+
+    /// The transaction that (re)creates the whole table: the old one, if any, is deleted and
+    /// the new one built in the same transaction, so packets never see a half-built table.
+    /// `rules` are the published ports to keep (read from the old table).
+    pub fn replace(&self, pod_networks: &[Ipv4Net], rules: &[HostPortRule]) -> Vec<Value> {
+        let table = json!({"table": {"family": "ip", "name": self.name}});
+        let mut commands = vec![
+            json!({"add": table.clone()}),
+            json!({"delete": table.clone()}),
+            json!({"add": table}),
+            json!({"add": {"set": {
+                "family": "ip", "table": self.name, "name": POD_NETWORKS_SET,
+                "type": "ipv4_addr", "flags": ["interval"],
+                "comment": "pod CIDRs of this node and its peers: not masqueraded"
+            }}}),
+            json!({"add": self.object("chain", HOSTPORTS_CHAIN)}),
+            self.base_chain("prerouting", "prerouting", -100),
+            self.base_chain("output", "output", -100),
+            self.base_chain("postrouting", "postrouting", 100),
+        ];
+        let jump = json!({"jump": {"target": HOSTPORTS_CHAIN}});
+        commands.push(self.rule("prerouting", vec![fib_daddr_local(), jump.clone()], None));
+        commands.push(self.rule("output", vec![fib_daddr_local(), jump], None));
+        commands.push(self.rule(
+            "postrouting",
+            vec![
+                matches(json!({"ct": {"key": "status"}}), json!("dnat")),
+                saddr_in(self.pod_cidr),
+                matches(json!({"meta": {"key": "oifname"}}), json!(self.bridge)),
+                json!({"masquerade": null}),
+            ],
+            Some("pods reaching a hostPort on their own node".into()),
+        ));
+        commands.push(self.rule(
+            "postrouting",
+            vec![
+                saddr_in(self.pod_cidr),
+                json!({"match": {"op": "!=",
+                    "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                    "right": format!("@{POD_NETWORKS_SET}")}}),
+                json!({"masquerade": null}),
+            ],
+            Some("pods reaching beyond the pod networks".into()),
+        ));
+        commands.extend(self.set_pod_networks(pod_networks));
+        commands.extend(self.add_host_ports(rules));
+        commands
+    }
+
+    /// Replaces the members of `pod_networks`.
+    pub fn set_pod_networks(&self, networks: &[Ipv4Net]) -> Vec<Value> {
+        let mut commands = vec![json!({"flush": self.object("set", POD_NETWORKS_SET)})];
+        let mut networks: Vec<Ipv4Net> = networks.iter().map(|n| n.trunc()).collect();
+        networks.push(self.pod_cidr);
+        // An interval set refuses overlapping elements: keep the widest of nested networks.
+        let networks = Ipv4Net::aggregate(&networks);
+        let elements: Vec<Value> = networks
+            .iter()
+            .map(|n| json!({"prefix": {"addr": n.network().to_string(), "len": n.prefix_len()}}))
+            .collect();
+        commands.push(json!({"add": {"element": {
+            "family": "ip", "table": self.name, "name": POD_NETWORKS_SET, "elem": elements
+        }}}));
+        commands
+    }
+
+    /// Adds one DNAT rule per published port.
+    pub fn add_host_ports(&self, rules: &[HostPortRule]) -> Vec<Value> {
+        rules
+            .iter()
+            .map(|rule| {
+                let mut expr = Vec::new();
+                if let Some(ip) = rule.port.host_ip {
+                    expr.push(matches(
+                        json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+                        json!(ip.to_string()),
+                    ));
+                }
+                expr.push(matches(
+                    json!({"payload": {"protocol": rule.port.protocol.nft_name(), "field": "dport"}}),
+                    json!(rule.port.host_port),
+                ));
+                expr.push(json!({"dnat": {
+                    "family": "ip", "addr": rule.pod_ip.to_string(), "port": rule.port.container_port
+                }}));
+                self.rule(HOSTPORTS_CHAIN, expr, Some(rule.comment()))
+            })
+            .collect()
+    }
+
+    /// Deletes rules of the `hostports` chain by handle.
+    pub fn delete_rules(&self, handles: impl IntoIterator<Item = u64>) -> Vec<Value> {
+        handles
+            .into_iter()
+            .map(|handle| {
+                json!({"delete": {"rule": {
+                    "family": "ip", "table": self.name, "chain": HOSTPORTS_CHAIN, "handle": handle
+                }}})
+            })
+            .collect()
+    }
+
+    /// Deletes the whole table (whether or not it exists).
+    pub fn delete(&self) -> Vec<Value> {
+        let table = json!({"table": {"family": "ip", "name": self.name}});
+        vec![json!({"add": table.clone()}), json!({"delete": table})]
+    }
+
+    /// True when `listing` (of `nft -j list tables`) has this table.
+    pub fn listed_in(&self, listing: &Value) -> bool {
+        objects(listing).any(|(kind, object)| {
+            kind == "table" && object["family"] == "ip" && object["name"] == self.name.as_str()
+        })
+    }
+}
+
+/// The `(kind, object)` pairs of an nft JSON document, looking through `add` wrappers (as
+/// `--echo` prints them).
+fn objects(document: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    document["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.as_object())
+        .filter_map(|entry| entry.iter().next())
+        .filter_map(|(kind, object)| match kind.as_str() {
+            "add" | "insert" => object
+                .as_object()
+                .and_then(|inner| inner.iter().next())
+                .map(|(kind, object)| (kind.as_str(), object)),
+            _ => Some((kind.as_str(), object)),
+        })
+}
+
+/// The published-port rules in an nft JSON document (a listing, or the echo of an add), by
+/// handle. Rules without a berth comment are skipped.
+pub fn host_port_rules(document: &Value, table: &str) -> InstalledRules {
+    objects(document)
+        .filter(|(kind, rule)| {
+            *kind == "rule"
+                && rule["family"] == "ip"
+                && rule["table"] == table
+                && rule["chain"] == HOSTPORTS_CHAIN
+        })
+        .filter_map(|(_, rule)| {
+            let handle = rule["handle"].as_u64()?;
+            let parsed = HostPortRule::from_comment(rule["comment"].as_str()?)?;
+            Some((handle, parsed))
+        })
+        .collect()
+}
+
+/// Runs `nft -j` with `arguments` (e.g. `["list", "tables"]`) in `netns`, returning its JSON.
+pub fn list(netns: Option<&Netns>, arguments: &[&str]) -> Result<Value, NftError> {
+    let output = run_in(netns, || {
+        Command::new("nft")
+            .arg("-j")
+            .args(arguments)
+            .stdin(Stdio::null())
+            .output()
+    })
+    .map_err(NftError::Spawn)?
+    .map_err(NftError::Spawn)?;
+    if !output.status.success() {
+        return Err(refused(&output.stderr));
+    }
+    parse_output(&output.stdout)
+}
+
+/// Applies `commands` as one transaction in `netns`. With `echo`, returns what was added,
+/// with handles (`nft --echo --handle`); else `Value::Null`.
+pub fn apply(netns: Option<&Netns>, commands: Vec<Value>, echo: bool) -> Result<Value, NftError> {
+    if commands.is_empty() {
+        return Ok(Value::Null);
+    }
+    let document = serde_json::to_vec(&json!({"nftables": commands}))
+        .map_err(|error| NftError::Output(error.to_string()))?;
+    let output = run_in(netns, || -> std::io::Result<std::process::Output> {
+        let mut command = Command::new("nft");
+        command.arg("-j");
+        if echo {
+            command.args(["--echo", "--handle"]);
+        }
+        let mut child = command
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let written = stdin.write_all(&document);
+        drop(stdin);
+        let output = child.wait_with_output()?;
+        written.map(|()| output)
+    })
+    .map_err(NftError::Spawn)?
+    .map_err(NftError::Spawn)?;
+    if !output.status.success() {
+        return Err(refused(&output.stderr));
+    }
+    if echo {
+        parse_output(&output.stdout)
+    } else {
+        Ok(Value::Null)
+    }
+}
+
+fn refused(stderr: &[u8]) -> NftError {
+    let text = String::from_utf8_lossy(stderr);
+    let stderr = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    NftError::Refused { stderr }
+}
+
+fn parse_output(stdout: &[u8]) -> Result<Value, NftError> {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({"nftables": []}));
+    }
+    serde_json::from_slice(stdout).map_err(|error| NftError::Output(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::hostports::{HostPort, Protocol};
+    use std::net::Ipv4Addr;
+
+    fn table() -> Table {
+        Table {
+            name: "berth".into(),
+            pod_cidr: "10.244.0.0/24".parse().unwrap(),
+            bridge: "berth0".into(),
+        }
+    }
+
+    fn rule(uid: &str, host_ip: Option<Ipv4Addr>) -> HostPortRule {
+        HostPortRule {
+            pod_uid: uid.into(),
+            pod_ip: Ipv4Addr::new(10, 244, 0, 5),
+            port: HostPort {
+                protocol: Protocol::Tcp,
+                host_ip,
+                host_port: 8080,
+                container_port: 80,
+            },
+        }
+    }
+
+    #[test]
+    fn a_published_port_is_a_dnat_rule_carrying_its_owner() {
+        let commands = table().add_host_ports(&[rule("uid-1", Some(Ipv4Addr::new(192, 0, 2, 2)))]);
+        assert_eq!(
+            commands[0],
+            json!({"add": {"rule": {
+                "family": "ip", "table": "berth", "chain": "hostports",
+                "comment": "uid-1 tcp 192.0.2.2:8080 10.244.0.5:80",
+                "expr": [
+                    {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "192.0.2.2"}},
+                    {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}},
+                    {"dnat": {"family": "ip", "addr": "10.244.0.5", "port": 80}}
+                ]
+            }}})
+        );
+    }
+
+    #[test]
+    fn the_pod_networks_set_holds_this_node_and_its_peers_without_overlaps() {
+        let commands = table().set_pod_networks(&[
+            "10.244.1.0/24".parse().unwrap(),
+            "10.244.0.0/25".parse().unwrap(),
+        ]);
+        assert_eq!(commands[0]["flush"]["set"]["name"], "pod_networks");
+        let elements = &commands[1]["add"]["element"]["elem"];
+        assert_eq!(
+            *elements,
+            json!([{"prefix": {"addr": "10.244.0.0", "len": 23}}]),
+            "adjacent /24s aggregate and the nested /25 disappears"
+        );
+    }
+
+    #[test]
+    fn the_replacement_deletes_and_rebuilds_the_table_keeping_published_ports() {
+        let commands = table().replace(&[], &[rule("uid-1", None)]);
+        assert_eq!(
+            commands[0],
+            json!({"add": {"table": {"family": "ip", "name": "berth"}}})
+        );
+        assert_eq!(
+            commands[1],
+            json!({"delete": {"table": {"family": "ip", "name": "berth"}}})
+        );
+        let last = commands.last().unwrap();
+        assert_eq!(
+            last["add"]["rule"]["comment"],
+            "uid-1 tcp *:8080 10.244.0.5:80"
+        );
+        let masquerade = commands
+            .iter()
+            .filter(|c| c["add"]["rule"]["chain"] == "postrouting")
+            .count();
+        assert_eq!(masquerade, 2, "hairpin and egress masquerade");
+    }
+
+    #[test]
+    fn rules_are_read_back_from_an_echo_or_a_listing_by_handle() {
+        let echo = json!({"nftables": [
+            {"add": {"rule": {"family": "ip", "table": "berth", "chain": "hostports",
+                "comment": "uid-1 tcp *:8080 10.244.0.5:80", "handle": 7, "expr": []}}},
+            {"add": {"rule": {"family": "ip", "table": "other", "chain": "hostports",
+                "comment": "uid-2 tcp *:8080 10.244.0.5:80", "handle": 8, "expr": []}}},
+        ]});
+        let listing = json!({"nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"rule": {"family": "ip", "table": "berth", "chain": "hostports",
+                "comment": "uid-1 tcp *:8080 10.244.0.5:80", "handle": 7, "expr": []}},
+            {"rule": {"family": "ip", "table": "berth", "chain": "hostports",
+                "comment": "someone else's", "handle": 9, "expr": []}},
+        ]});
+        for document in [echo, listing] {
+            let rules = host_port_rules(&document, "berth");
+            assert_eq!(rules.len(), 1);
+            assert_eq!(rules[&7], rule("uid-1", None));
+        }
+    }
+
+    #[test]
+    fn nft_errors_are_folded_onto_one_line() {
+        let error = refused(
+            b"internal:0:0-0: Error: Could not process rule: No such file or directory\n\n",
+        );
+        assert_eq!(
+            error.to_string(),
+            "nft refused the change: internal:0:0-0: Error: Could not process rule: No such file or directory"
+        );
+    }
+}
