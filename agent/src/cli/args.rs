@@ -345,6 +345,8 @@ pub struct ImageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Pull an image from its registry (or a mirror from the node's registries file).
+    Pull(super::image::ImagePullArgs),
     /// Import an OCI layout directory, an oci-archive or a docker-archive (docker save) tar.
     Import(ImageImportArgs),
     /// List images in this node's store.
@@ -352,6 +354,8 @@ pub enum ImageCommand {
     Ls(ImageLsArgs),
     /// Remove image references (and their blobs once unused).
     Rm(ImageRmArgs),
+    /// Delete unreferenced image content (and, with --all, images no container uses).
+    Prune(super::image::ImagePruneArgs),
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@
 //!   (streamed, digest-verified blobs; [`Ingest::add_image`]; [`Ingest::commit`]).
 //! - [`Image`] is what a container is built from: [`ImageConfig`] and
 //!   [`Image::layer_dirs`]. [`ImageRecord`] is a listing line.
+//! - [`pull::Puller`] pulls from registries (mirrors, credentials and plain-HTTP hosts from
+//!   the node's [`pull::Registries`] file), with [`pull::PullProgress`] for progress bars.
 //! - [`reference::normalize`] parses and normalises references; [`platform`] picks this
 //!   host's manifest from a multi-platform index.
 //!

@@ -14,7 +14,35 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::image_support::{have_tools, run};
+/// Whether `tool` is on PATH; prints why the calling test is skipped if not.
+pub fn have_tools(tools: &[&str]) -> bool {
+    for tool in tools {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("SKIPPED: `{tool}` is not installed; CI installs it");
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
 
 /// The tools these tests need; a test returns early (SKIPPED) without them.
 pub fn have_registry_tools() -> bool {

@@ -7,6 +7,8 @@
 //!   blobs/sha256/<hex>        manifests, configs, layer blobs (verified, fsynced, renamed)
 //!   layers/sha256/<hex>/      one unpacked layer per diffID: an overlayfs lower dir
 //!   blobs/sha256/.tmp-*       in-flight writes; layers/sha256/.tmp-* in-flight unpacks
+//!   incoming/                 registry downloads and their unpacked layers, prepared
+//!                             without the lock, moved in by rename (see `incoming`)
 //! ```
 //!
 //! Writers take the store lock, so two imports of the same image (threads or processes)
