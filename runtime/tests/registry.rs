@@ -866,3 +866,41 @@ async fn unknown_host_child() {
     println!("CHILD ERROR {}", error_chain(&error));
     assert_store_empty(&scratch.0.join("data"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_what_an_abandoned_pull_left_and_a_new_pull_still_completes() {
+    if !have_registry_tools() {
+        return;
+    }
+    let scratch = Scratch::new("abandoned_pull");
+    let registry = Registry::start("abandoned_pull");
+    let layout = scratch.0.join("layout");
+    let tar = layer(&scratch.0, "a", &[("data/a", noise(9, 3 << 20))]);
+    image(&layout, "a", host_arch(), &[tar]);
+    registry.push(&layout, "a", "x/a:1", "oci", &[]);
+    let digest = layer_digests(&layout, "a")[0].clone();
+    let proxy = Proxy::start(registry.port);
+    proxy.stall_after(1 << 20);
+    let data = scratch.0.join("data");
+    let puller = puller(&data, Registries::default());
+    let partial = data.join("images/incoming").join(format!(
+        "{}.partial",
+        digest.strip_prefix("sha256:").unwrap()
+    ));
+    let reference = format!("{}/x/a:1", proxy.host());
+    // The pull is abandoned (its future dropped, as when a pod is deleted mid-pull).
+    let abandoned = tokio::time::timeout(Duration::from_secs(3), pull(&puller, &reference)).await;
+    assert!(abandoned.is_err(), "the stalled pull cannot have finished");
+    common::eventually("the partial download", Duration::from_secs(10), || {
+        fs::metadata(&partial).ok().filter(|m| m.len() > 0)
+    })
+    .await;
+    let report = puller.store().prune(&[]).unwrap();
+    assert!(report.blobs.is_empty());
+    assert!(!partial.exists(), "prune removed the partial download");
+    assert_store_empty_but_incoming(&data);
+    let pulled = pull(&puller, &format!("{}/x/a:1", registry.host()))
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert_eq!(pulled.record.references.len(), 1);
+}

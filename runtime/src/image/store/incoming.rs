@@ -88,7 +88,10 @@ impl ImageStore {
     /// Removes everything in the incoming area, if no pull is in flight. Called by `prune`
     /// with the store lock held; returns the number of entries removed.
     pub(crate) fn clear_incoming(&self) -> Result<usize, StoreError> {
-        let dir = self.incoming_dir()?;
+        let dir = self.root.join("incoming");
+        if !dir.is_dir() {
+            return Ok(0);
+        }
         let Some(_exclusive) = try_flock(&dir.join("active"), FlockArg::LockExclusiveNonblock)?
         else {
             tracing::debug!("image pulls in flight: incoming downloads kept");
