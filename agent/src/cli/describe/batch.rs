@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use super::super::table::{human_duration, parse_time, selector_string, str_at};
 use super::{
-    Doc, conditions, container, controlled_by, labels_and_annotations, multi_map, or_default,
-    time_text, volume,
+    Doc, container, controlled_by, labels_and_annotations, multi_map, or_default, time_text, volume,
 };
 use crate::objects::schedule;
 
@@ -163,6 +162,61 @@ pub(super) fn job(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
     }
     pod_template(d, o.pointer("/spec/template"));
     conditions(d, o, now);
+}
+
+/// The Job's conditions as an aligned table (why it ended, when).
+fn conditions(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
+    let Some(conditions) = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+    else {
+        return;
+    };
+    let rows: Vec<[String; 5]> = conditions
+        .iter()
+        .map(|c| {
+            let age = c
+                .pointer("/lastTransitionTime")
+                .and_then(Value::as_str)
+                .and_then(parse_time)
+                .map(|t| human_duration(now - t))
+                .unwrap_or_default();
+            [
+                str_at(c, "/type"),
+                str_at(c, "/status"),
+                str_at(c, "/reason"),
+                &age,
+                str_at(c, "/message"),
+            ]
+            .map(str::to_owned)
+        })
+        .collect();
+    let headers = ["Type", "Status", "Reason", "Age", "Message"];
+    let dashes = ["----", "------", "------", "---", "-------"];
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 4 {
+                text.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            } else {
+                text.push_str(cell);
+            }
+        }
+        text.trim_end().to_owned()
+    };
+    d.text(0, "Conditions:");
+    d.text(2, line(headers));
+    d.text(2, line(dashes));
+    for row in &rows {
+        d.text(2, line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
 }
 
 /// `describe cronjob`.
@@ -332,7 +386,7 @@ mod tests {
                 "Pod Template:\n",
                 "  work:\n",
                 "    Image:      berth.local/busybox:1\n",
-                "Failed  True  BackoffLimitExceeded  30s  Job has reached the specified backoff limit",
+                "Conditions:\n  Type    Status  Reason                Age  Message\n  ----    ------  ------                ---  -------\n  Failed  True    BackoffLimitExceeded  30s  Job has reached the specified backoff limit\n",
                 "Events:  <none>\n",
             ],
         );

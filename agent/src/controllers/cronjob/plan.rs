@@ -226,13 +226,13 @@ pub fn plan(cron_job: &CronJob, jobs: &[Job], now: DateTime<Utc>) -> CronJobPlan
         }
     }
 
-    let finish = |plan: &mut CronJobPlan, status: CronJobStatus, active: Vec<ObjectReference>| {
-        let mut status = status;
-        status.active = (!active.is_empty()).then_some(active);
-        if status != old {
-            plan.status = Some(status);
-        }
-    };
+    let finish =
+        |plan: &mut CronJobPlan, mut status: CronJobStatus, active: Vec<ObjectReference>| {
+            status.active = (!active.is_empty()).then_some(active);
+            if status != old {
+                plan.status = Some(status);
+            }
+        };
     if cron_job.metadata.deletion_timestamp.is_some() || spec.suspend == Some(true) {
         finish(&mut plan, status, active);
         return plan;
@@ -364,7 +364,6 @@ pub fn plan(cron_job: &CronJob, jobs: &[Job], now: DateTime<Utc>) -> CronJobPlan
     // 4. Start the run.
     plan.create = Some(scheduled_job(cron_job, scheduled, schedule.time_zone()));
     status.last_schedule_time = Some(api_time(scheduled));
-    let mut status = status;
     status.active = (!active.is_empty()).then_some(active);
     plan.status = Some(status);
     plan

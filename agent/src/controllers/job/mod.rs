@@ -11,7 +11,8 @@
 //! Counting: every pod a Job creates carries the finalizer [`TRACKING_FINALIZER`]. A
 //! finished pod is counted (succeeded or failed) by the same atomic command that removes the
 //! finalizer, so a pod is counted exactly once, even when it is deleted right after it ends
-//! or the agent restarts in between. Pods whose Job is gone lose the finalizer at once.
+//! or the agent restarts in between. Pods whose Job is gone, or that were orphaned from
+//! it (`delete --cascade=orphan`), lose the finalizer at once.
 //!
 //! The loop: one pass over every Job whenever the state changes, and again when a plan asks
 //! for it (back-off, `activeDeadlineSeconds`, `ttlSecondsAfterFinished`). A Job whose
@@ -111,14 +112,19 @@ async fn reconcile_all(ctx: &Context, retries: &mut Retries) -> Option<Duration>
     let mut wake: Option<Duration> = None;
     let mut soonest = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
 
-    // Pods whose Job is gone must not be held forever.
-    for (uid, orphans) in by_job.iter().filter(|(uid, _)| !job_uids.contains(*uid)) {
-        for pod in orphans.iter().filter(|p| holds_tracking_finalizer(p)) {
-            let command = execute::release_command(pod, Timestamp::now());
-            if let Err(error) = ctx.state.propose(command).await {
-                tracing::debug!(job_uid = %uid, error = %error, "releasing a pod of a deleted job failed; retrying");
-                soonest(retry::FIRST);
-            }
+    // Pods whose Job is gone (or that were orphaned from it) must not be held forever.
+    let orphans = pods.iter().filter(|p| {
+        holds_tracking_finalizer(p) && controller_uid(p).is_none_or(|uid| !job_uids.contains(uid))
+    });
+    for pod in orphans {
+        let command = execute::release_command(pod, Timestamp::now());
+        if let Err(error) = ctx.state.propose(command).await {
+            let name = pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            tracing::debug!(pod = %name, error = %error, "releasing a pod without a job failed; retrying");
+            soonest(retry::FIRST);
         }
     }
 

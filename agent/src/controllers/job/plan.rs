@@ -112,6 +112,9 @@ pub const REASON_BACKOFF_LIMIT: &str = "BackoffLimitExceeded";
 pub const REASON_DEADLINE: &str = "DeadlineExceeded";
 /// Reason of a Job whose failed indexes exceeded `maxFailedIndexes`.
 pub const REASON_MAX_FAILED_INDEXES: &str = "MaxFailedIndexesExceeded";
+/// Reason of a Job that succeeded.
+pub const REASON_COMPLETIONS_REACHED: &str = "CompletionsReached";
+const COMPLETIONS_REACHED: &str = "Reached expected number of succeeded pods";
 /// Reason of a Job that ended with failed indexes.
 pub const REASON_FAILED_INDEXES: &str = "FailedIndexes";
 
@@ -533,9 +536,23 @@ pub fn plan(job: &Job, pods: &[Pod], now: DateTime<Utc>) -> JobPlan {
             }
         }
         Some(Finish::Complete) => {
-            ensure_condition(&mut status, "SuccessCriteriaMet", "True", "", "", now);
+            ensure_condition(
+                &mut status,
+                "SuccessCriteriaMet",
+                "True",
+                REASON_COMPLETIONS_REACHED,
+                COMPLETIONS_REACHED,
+                now,
+            );
             if terminating == 0 {
-                ensure_condition(&mut status, "Complete", "True", "", "", now);
+                ensure_condition(
+                    &mut status,
+                    "Complete",
+                    "True",
+                    REASON_COMPLETIONS_REACHED,
+                    COMPLETIONS_REACHED,
+                    now,
+                );
                 status.completion_time = Some(api_time(now));
                 plan.event(EventType::Normal, "Completed", "Job completed");
             }

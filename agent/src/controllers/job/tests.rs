@@ -226,6 +226,11 @@ fn a_job_completes_when_enough_pods_succeeded() {
         condition_types(&plan),
         vec!["SuccessCriteriaMet", "Complete"]
     );
+    assert!(
+        conditions(&plan)
+            .iter()
+            .all(|c| c.2 == "CompletionsReached")
+    );
     let status = plan.status.as_ref().unwrap();
     assert_eq!(status.succeeded, Some(2));
     assert_eq!(status.completion_time, Some(api_time(now)));
@@ -251,7 +256,7 @@ fn completion_waits_until_no_pod_is_terminating() {
         t0(),
         30,
     ));
-    let first = plan(&base, &[stopping.clone()], t0());
+    let first = plan(&base, std::slice::from_ref(&stopping), t0());
     assert_eq!(condition_types(&first), vec!["SuccessCriteriaMet"]);
     assert!(first.events.is_empty());
     let after = with_status(
@@ -1221,11 +1226,11 @@ impl Sim {
                 status.succeeded.unwrap_or(0) <= completions,
                 "more successes than completions"
             );
-            let remaining = (completions - status.succeeded.unwrap_or(0)).max(0) as usize;
+            // A pod is active or counted as succeeded, never both.
+            let succeeded = status.succeeded.unwrap_or(0) as usize;
             assert!(
-                active <= remaining.max(0)
-                    || status.succeeded.unwrap_or(0) == 0 && active <= completions as usize,
-                "{active} active pods for {remaining} remaining completions"
+                active + succeeded <= completions as usize,
+                "{active} active pods and {succeeded} successes exceed {completions} completions"
             );
         }
         if spec.completion_mode.as_deref() == Some("Indexed") {
@@ -1445,4 +1450,30 @@ fn a_settled_job_plans_nothing() {
     assert!(sim.step().is_empty());
     assert_eq!(sim.step().events, Vec::new());
     let _ = EventType::Normal;
+}
+
+#[test]
+fn the_example_job_and_cronjob_manifests_are_admitted() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for file in [
+        "job-indexed.yaml",
+        "job-migration.yaml",
+        "cronjob-web-dump.yaml",
+    ] {
+        let documents = crate::objects::parse::read_path(&examples.join(file), false)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(!documents.is_empty(), "{file}");
+        for (i, document) in documents.iter().enumerate() {
+            let context = CreateContext {
+                uid: format!("example-{i}"),
+                now: k8s_openapi::jiff::Timestamp::from_second(t0().timestamp()).unwrap(),
+                random: 3,
+            };
+            let mut value = document.value.clone();
+            value["metadata"]["namespace"] = json!("default");
+            if let Err(e) = admit_create(&value, &context) {
+                panic!("{file} document {i} is refused: {e}");
+            }
+        }
+    }
 }
