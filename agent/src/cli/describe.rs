@@ -520,12 +520,18 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
     }
     d.field(0, "Selector", table::selector_string(o.pointer("/spec/selector")));
     labels_and_annotations(d, o);
+    if o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        d.field(0, "Status", "Terminating (pods stop in reverse ordinal order, each gone before the next)");
+    }
     let desired = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
     d.field(
         0,
         "Replicas",
         format!("{desired} desired | {} total", o.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0)),
     );
+    let start = o.pointer("/spec/ordinals/start").and_then(Value::as_i64).unwrap_or(0);
+    d.field(0, "Ordinals", if desired > 0 { format!("{start} to {}", start + desired - 1) } else { "<none>".to_string() });
+    d.field(0, "Service Name", or_unset(str_at(o, "/spec/serviceName")));
     d.field(0, "Update Strategy", or_default(str_at(o, "/spec/updateStrategy/type"), "RollingUpdate"));
     if let Some(p) = o.pointer("/spec/updateStrategy/rollingUpdate/partition").and_then(Value::as_i64) {
         d.field(2, "Partition", p.to_string());
@@ -534,6 +540,16 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
         d.field(2, "Max Unavailable", m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()));
     }
     d.field(0, "Pod Management Policy", or_default(str_at(o, "/spec/podManagementPolicy"), "OrderedReady"));
+    d.field(0, "Min Ready Seconds", o.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0).to_string());
+    d.field(
+        0,
+        "Claim Retention",
+        format!(
+            "whenDeleted: {}, whenScaled: {}",
+            or_default(str_at(o, "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted"), "Retain"),
+            or_default(str_at(o, "/spec/persistentVolumeClaimRetentionPolicy/whenScaled"), "Retain")
+        ),
+    );
     d.field(
         0,
         "Pods Status",
@@ -547,8 +563,16 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
     );
     d.field(0, "Current Revision", or_empty(str_at(o, "/status/currentRevision")));
     d.field(0, "Update Revision", or_empty(str_at(o, "/status/updateRevision")));
+    let generation = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let observed = o.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+    if observed < generation {
+        d.field(0, "Observed Generation", format!("{observed} (the controller has not seen generation {generation} yet)"));
+    }
     d.text(0, "Pod Template:");
     d.field(2, "Labels", multi_map(o.pointer("/spec/template/metadata/labels")));
+    if let Some(annotations) = o.pointer("/spec/template/metadata/annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty())) {
+        d.field(2, "Annotations", multi_map(Some(annotations)));
+    }
     d.text(2, "Containers:");
     for c in o.pointer("/spec/template/spec/containers").and_then(Value::as_array).into_iter().flatten() {
         container(d, c, &[]);
@@ -558,13 +582,18 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
         d.field(0, "Volume Claims", "<none>");
     } else {
         d.text(0, "Volume Claims:");
+        let set_name = str_at(o, "/metadata/name");
         for c in claims {
-            d.field(2, "Name", str_at(&c, "/metadata/name"));
+            let name = str_at(&c, "/metadata/name");
+            d.field(2, "Name", name);
             d.field(2, "StorageClass", str_at(&c, "/spec/storageClassName"));
+            d.field(2, "Labels", multi_map(c.pointer("/metadata/labels")));
+            d.field(2, "Annotations", multi_map(c.pointer("/metadata/annotations")));
             d.field(2, "Capacity", str_at(&c, "/spec/resources/requests/storage"));
             let modes: Vec<&str> =
                 c.pointer("/spec/accessModes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-            d.field(2, "Access Modes", modes.join(","));
+            d.field(2, "Access Modes", format!("[{}]", modes.join(" ")));
+            d.field(2, "Claims", format!("{name}-{set_name}-<ordinal>"));
         }
     }
     conditions(d, o, now);
@@ -591,25 +620,40 @@ fn service(d: &mut Doc, o: &Value) {
 }
 
 fn claim(d: &mut Doc, o: &Value) {
+    let annotation = |key: &str| -> String {
+        o.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or("").to_string()
+    };
     d.field(0, "StorageClass", str_at(o, "/spec/storageClassName"));
-    d.field(0, "Status", str_at(o, "/status/phase"));
+    let deleting = o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+    d.field(0, "Status", if deleting { "Terminating".to_string() } else { str_at(o, "/status/phase").to_string() });
     d.field(0, "Volume", str_at(o, "/spec/volumeName"));
     labels_and_annotations(d, o);
-    let capacity = o
-        .pointer("/status/capacity/storage")
-        .or_else(|| o.pointer("/spec/resources/requests/storage"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    d.field(0, "Capacity", capacity);
+    let finalizers: Vec<&str> =
+        o.pointer("/metadata/finalizers").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    d.field(0, "Finalizers", format!("[{}]", finalizers.join(" ")));
+    d.field(0, "Capacity", str_at(o, "/status/capacity/storage"));
     let modes: Vec<&str> =
         o.pointer("/spec/accessModes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-    d.field(0, "Access Modes", modes.join(","));
+    d.field(0, "Access Modes", modes.iter().map(|m| table::access_mode_short(m)).collect::<Vec<_>>().join(","));
     d.field(0, "VolumeMode", or_default(str_at(o, "/spec/volumeMode"), "Filesystem"));
-    if let Some(used_by) = o.pointer("/metadata/annotations/berth.io~1used-by").and_then(Value::as_str) {
-        d.field(0, "Used By", used_by);
-    } else {
-        d.field(0, "Used By", "<none>");
-    }
+    let node = annotation("volume.kubernetes.io/selected-node");
+    d.field(0, "Node", if node.is_empty() { "<none> (waiting for the first pod that uses it)".to_string() } else { node });
+    d.field(0, "Directory", or_default(&annotation("berth.io/directory"), "<not created yet>"));
+    let used = annotation("berth.io/used-bytes").parse::<u64>().ok();
+    d.field(
+        0,
+        "Used",
+        match used {
+            Some(bytes) => match table::parse_time(&annotation("berth.io/used-bytes-at")) {
+                Some(at) => format!("{} ({bytes} bytes, measured {})", table::human_bytes(bytes), at.format("%Y-%m-%d %H:%M:%S UTC")),
+                None => format!("{} ({bytes} bytes)", table::human_bytes(bytes)),
+            },
+            None => "<unknown>".to_string(),
+        },
+    );
+    let quota = annotation("berth.io/quota");
+    d.field(0, "Size Limit", if quota.is_empty() { "<decided when the claim is bound to a node>".to_string() } else { quota });
+    d.field(0, "Used By", or_default(&annotation("berth.io/used-by"), "<none>"));
 }
 
 fn generic(d: &mut Doc, o: &Value) {

@@ -180,33 +180,33 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
             )
         }
         "PersistentVolumeClaim" => {
-            let capacity = o
-                .pointer("/status/capacity/storage")
-                .or_else(|| o.pointer("/spec/resources/requests/storage"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            // CAPACITY is what the claim got (status), empty until it is bound, as kubectl.
+            let capacity = str_at(o, "/status/capacity/storage").to_string();
             let modes = o
                 .pointer("/spec/accessModes")
                 .and_then(Value::as_array)
                 .map(|modes| modes.iter().filter_map(Value::as_str).map(access_mode_short).collect::<Vec<_>>().join(","))
                 .unwrap_or_default();
-            let node = o
-                .pointer("/metadata/annotations/volume.kubernetes.io~1selected-node")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let used = o
-                .pointer("/metadata/annotations/berth.io~1used-bytes")
-                .and_then(Value::as_str)
-                .and_then(|b| b.parse::<u64>().ok())
-                .map(human_bytes)
-                .unwrap_or_default();
+            let annotation = |key: &str| {
+                o.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or("").to_string()
+            };
+            let node = annotation("volume.kubernetes.io/selected-node");
+            let used = annotation("berth.io/used-bytes").parse::<u64>().map(human_bytes).unwrap_or_default();
+            // A claim is a directory on its node: VOLUME shows where, unless a volume is named.
+            let volume = match str_at(o, "/spec/volumeName") {
+                "" => annotation("berth.io/directory"),
+                named => named.to_string(),
+            };
+            let status = if o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+                "Terminating".to_string()
+            } else {
+                str_at(o, "/status/phase").to_string()
+            };
             (
                 vec![
                     name,
-                    str_at(o, "/status/phase").to_string(),
-                    str_at(o, "/spec/volumeName").to_string(),
+                    status,
+                    volume,
                     capacity,
                     modes,
                     str_at(o, "/spec/storageClassName").to_string(),
@@ -516,7 +516,8 @@ fn node_roles(o: &Value) -> String {
     if roles.is_empty() { "<none>".into() } else { roles.join(",") }
 }
 
-fn access_mode_short(mode: &str) -> &str {
+/// `RWO`, `ROX`, `RWX`, `RWOP`: access modes as kubectl abbreviates them.
+pub fn access_mode_short(mode: &str) -> &str {
     match mode {
         "ReadWriteOnce" => "RWO",
         "ReadOnlyMany" => "ROX",
@@ -793,6 +794,29 @@ mod tests {
     fn selectors_print_as_kubectl() {
         let s = json!({"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [{"key": "t", "operator": "In", "values": ["x", "y"]}, {"key": "g", "operator": "DoesNotExist"}]});
         assert_eq!(selector_string(Some(&s)), "a=1,b=2,t in (x,y),!g");
+    }
+
+    #[test]
+    fn claims_show_their_node_directory_and_bytes_used() {
+        let bound = json!({"metadata": {"name": "data-web-0", "creationTimestamp": "2026-01-01T11:00:00Z",
+                "annotations": {"volume.kubernetes.io/selected-node": "n1", "berth.io/used-bytes": "5242880",
+                                "berth.io/directory": "/var/lib/berth/volumes/claims/data-web-0"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}});
+        let pending = json!({"metadata": {"name": "data-web-1", "creationTimestamp": "2026-01-01T11:00:00Z"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Pending"}});
+        let text = table("PersistentVolumeClaim", &[bound, pending], false, false, now()).render(true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME         STATUS    VOLUME                                     CAPACITY   ACCESS MODES   STORAGECLASS   NODE   USED    AGE"
+        );
+        assert_eq!(
+            lines[1],
+            "data-web-0   Bound     /var/lib/berth/volumes/claims/data-web-0   1Gi        RWO                           n1     5.0Mi   60m"
+        );
+        assert_eq!(lines[2], "data-web-1   Pending                                                         RWO                                          60m");
     }
 
     #[test]
