@@ -2,7 +2,7 @@
 //! then the new Job together with the status that records its scheduled time (one atomic
 //! batch), then events.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use k8s_openapi::api::batch::v1::CronJob;
 use serde_json::Value;
@@ -69,6 +69,20 @@ fn rejection(error: &ProposeError) -> Option<&Rejection> {
     }
 }
 
+/// The events recorded once per situation: for each CronJob uid and reason, the `once` key of
+/// the last one recorded (so memory stays bounded however long a situation lasts).
+pub type Recorded = HashMap<String, String>;
+
+/// Whether the event `reason` with `once` key is new for the CronJob `uid` (and remembers it).
+fn first_time(recorded: &mut Recorded, uid: &str, reason: &str, once: &str) -> bool {
+    let key = format!("{uid}/{reason}");
+    if recorded.get(&key).is_some_and(|last| last == once) {
+        return false;
+    }
+    recorded.insert(key, once.to_owned());
+    true
+}
+
 /// Carries out `plan` for the stored CronJob `stored` (decoded as `cron_job`). `recorded`
 /// remembers the `once` events already recorded.
 pub async fn execute(
@@ -76,7 +90,7 @@ pub async fn execute(
     stored: &Value,
     cron_job: &CronJob,
     plan: CronJobPlan,
-    recorded: &mut HashSet<String>,
+    recorded: &mut Recorded,
 ) -> Result<(), ExecuteError> {
     let namespace = cron_job.metadata.namespace.clone().unwrap_or_default();
     let name = cron_job.metadata.name.clone().unwrap_or_default();
@@ -88,7 +102,7 @@ pub async fn execute(
 
     for event in &plan.events {
         if let Some(once) = &event.once
-            && !recorded.insert(format!("{uid}/{once}"))
+            && !first_time(recorded, &uid, &event.reason, once)
         {
             continue;
         }
@@ -162,7 +176,7 @@ pub async fn execute(
         Ok(admitted) => admitted,
         Err(source) => {
             let message = format!("Error creating job: {}", error_chain(&source));
-            if recorded.insert(format!("{uid}/FailedCreate/{job_name}")) {
+            if first_time(recorded, &uid, "FailedCreate", &job_name) {
                 ctx.events.record(
                     involved.clone(),
                     EventType::Warning,
@@ -215,5 +229,31 @@ pub async fn execute(
             job: job_name,
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lasting_situation_is_reported_once_and_a_new_one_again() {
+        let mut recorded = Recorded::new();
+        assert!(first_time(&mut recorded, "cj", "JobAlreadyActive", "10:01"));
+        assert!(!first_time(
+            &mut recorded,
+            "cj",
+            "JobAlreadyActive",
+            "10:01"
+        ));
+        assert!(first_time(
+            &mut recorded,
+            "other",
+            "JobAlreadyActive",
+            "10:01"
+        ));
+        assert!(first_time(&mut recorded, "cj", "MissSchedule", "10:01"));
+        assert!(first_time(&mut recorded, "cj", "JobAlreadyActive", "10:02"));
+        assert_eq!(recorded.len(), 3, "one entry per cronjob and reason");
     }
 }

@@ -42,7 +42,7 @@ const WAKE_MARGIN: Duration = Duration::from_millis(100);
 pub async fn run(ctx: Context, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut changes = ctx.state.subscribe_changes();
     let mut retries = Retries::default();
-    let mut recorded = HashSet::new();
+    let mut recorded = execute::Recorded::new();
     loop {
         let wake = reconcile_all(&ctx, &mut retries, &mut recorded).await;
         if !next_change(
@@ -69,7 +69,7 @@ fn controller_uid(job: &Value) -> Option<&str> {
 async fn reconcile_all(
     ctx: &Context,
     retries: &mut Retries,
-    recorded: &mut HashSet<String>,
+    recorded: &mut execute::Recorded,
 ) -> Option<Duration> {
     let (cron_jobs, _) = ctx.state.list("CronJob", None);
     let (jobs, _) = ctx.state.list("Job", None);
@@ -84,7 +84,7 @@ async fn reconcile_all(
         .filter_map(|c| c.pointer("/metadata/uid").and_then(Value::as_str))
         .collect();
     retries.keep(|uid| uids.contains(uid));
-    recorded.retain(|key| key.split('/').next().is_some_and(|uid| uids.contains(uid)));
+    recorded.retain(|key, _| key.split('/').next().is_some_and(|uid| uids.contains(uid)));
     let mut wake: Option<Duration> = None;
     let mut soonest = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
 

@@ -240,7 +240,8 @@ pub fn plan(job: &Job, pods: &[Pod], now: DateTime<Utc>) -> JobPlan {
             let expires = finished + chrono::TimeDelta::seconds(i64::from(ttl));
             match (expires - now).to_std() {
                 Ok(left) if !left.is_zero() => plan.requeue(left),
-                _ => plan.delete_job = true,
+                // Once its deletion has started, asking again changes nothing.
+                _ => plan.delete_job = job.metadata.deletion_timestamp.is_none(),
             }
         }
         return plan;

@@ -879,6 +879,15 @@ fn a_finished_job_is_deleted_after_its_time_to_live() {
 }
 
 #[test]
+fn a_job_whose_deletion_started_is_not_deleted_again() {
+    let finished = json!({"startTime": api_time(t0()), "completionTime": api_time(t0()), "conditions": [
+        {"type": "Complete", "status": "True", "lastTransitionTime": api_time(t0())}]});
+    let mut base = with_status(job(json!({"ttlSecondsAfterFinished": 10})), finished);
+    base.metadata.deletion_timestamp = Some(api_time(t0() + TimeDelta::seconds(10)));
+    assert!(plan(&base, &[], t0() + TimeDelta::seconds(20)).is_empty());
+}
+
+#[test]
 fn a_pod_being_deleted_blocks_its_replacement_only_under_the_failed_policy() {
     // (podReplacementPolicy) -> (failures counted now, wait before the replacement)
     // TerminatingOrFailed counts the pod as failed at once, so its replacement only waits out
