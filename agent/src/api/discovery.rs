@@ -125,3 +125,62 @@ mod tests {
         assert_eq!(resources("extensions", "v1beta1").unwrap_err().code, 404);
     }
 }
+
+/// `/openapi/v3`: the index of group-version documents.
+pub fn openapi_index() -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut gvs: Vec<(String, String)> = vec![(String::new(), "v1".into())];
+    for g in group_names() {
+        gvs.push((g.to_string(), "v1".into()));
+    }
+    for (group, version) in gvs {
+        let path = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
+        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}")}));
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/api/v1`, `/openapi/v3/apis/{group}/{version}`: a minimal OpenAPI v3 document
+/// with one PATCH operation per kind that declares the `fieldValidation` query parameter and
+/// the kind's group-version-kind. That is what kubectl looks for to know that the server
+/// validates fields strictly itself (berth always does), so `kubectl apply` needs no
+/// `--validate=false`. It is not a full schema: berth's strict decoding is the validation.
+pub fn openapi_group(path: &str) -> Result<Value, ApiError> {
+    let rest = path.trim_start_matches("/openapi/v3/");
+    let (group, version) = match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["api", v] => (String::new(), v.to_string()),
+        ["apis", g, v] => (g.to_string(), v.to_string()),
+        _ => return Err(ApiError::not_found_path(path)),
+    };
+    let mut paths = serde_json::Map::new();
+    for kind in Kind::ALL {
+        let info = kind.info();
+        if info.group != group || info.version != version {
+            continue;
+        }
+        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let object_path = if info.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", info.plural)
+        } else {
+            format!("{prefix}/{}/{{name}}", info.plural)
+        };
+        let gvk = json!({"group": group, "version": version, "kind": info.kind});
+        let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+        paths.insert(
+            object_path,
+            json!({
+                "patch": {
+                    "operationId": format!("patch{}", info.kind),
+                    "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation"), param("force")],
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "responses": {"200": {"description": "OK"}},
+                },
+            }),
+        );
+    }
+    if paths.is_empty() {
+        return Err(ApiError::not_found_path(path));
+    }
+    Ok(json!({"openapi": "3.0.0", "info": {"title": "berth", "version": env!("CARGO_PKG_VERSION")}, "paths": paths, "components": {"schemas": {}}}))
+}

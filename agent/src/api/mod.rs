@@ -10,6 +10,7 @@ pub mod path;
 pub mod request;
 pub mod server;
 pub mod status;
+pub mod table;
 
 pub use handler::{Api, ApiConfig, ByteStream, ExecSession, NodeIo, Response};
 pub use request::Request;

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::handler::{Api, ExecSession, Response};
-use super::request::{self, ExecOptions, HttpParts};
+use super::request::{self, ExecOptions, HttpParts, Request};
 use super::status::ApiError;
 
 /// Binds the API socket: removes a stale socket file, binds, and restricts it to root.
@@ -103,6 +103,7 @@ async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -> ax
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = match axum::body::to_bytes(body, request::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -112,6 +113,13 @@ async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -> ax
             )));
         }
     };
+    if method == "GET" && (path == "/openapi/v3" || path.starts_with("/openapi/v3/")) {
+        let doc = if path == "/openapi/v3" { Ok(super::discovery::openapi_index()) } else { super::discovery::openapi_group(&path) };
+        return match doc {
+            Ok(v) => json_response(200, &v, &[]),
+            Err(e) => error_response(&e),
+        };
+    }
     if path.starts_with("/apis/node.berth.io/") {
         let value = if body.is_empty() {
             Value::Null
@@ -137,14 +145,31 @@ async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -> ax
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    // kubectl asks for Tables and prints the server's columns.
+    let table_kind = match &request {
+        Request::Get { kind, subresource: None, .. } | Request::List { kind, .. } | Request::Watch { kind, .. }
+            if super::table::wants_table(accept.as_deref()) =>
+        {
+            Some(*kind)
+        }
+        _ => None,
+    };
     let started = std::time::Instant::now();
     let result = api.handle(request).await;
     tracing::debug!(%method, %path, elapsed_us = started.elapsed().as_micros() as u64, "api request");
     match result {
         Err(e) => error_response(&e),
-        Ok(Response::Json { code, body, warnings }) => json_response(code, &body, &warnings),
+        Ok(Response::Json { code, body, warnings }) => match table_kind {
+            Some(kind) if code == 200 => json_response(code, &super::table::to_table(kind, &body), &warnings),
+            _ => json_response(code, &body, &warnings),
+        },
         Ok(Response::Watch(stream)) => {
-            let lines = stream.map(|event| {
+            let lines = stream.map(move |mut event| {
+                if let (Some(kind), Some(object)) = (table_kind, event.get("object").cloned()) {
+                    if event["type"] != "ERROR" {
+                        event["object"] = super::table::to_table(kind, &object);
+                    }
+                }
                 let mut line = serde_json::to_vec(&event).expect("JSON values serialise");
                 line.push(b'\n');
                 Ok::<_, Infallible>(Bytes::from(line))
@@ -200,7 +225,7 @@ async fn run_exec(socket: WebSocket, session: Result<ExecSession, ApiError>, opt
         Ok(s) => s,
         Err(e) => {
             let _ = sink.send(Message::Binary(channel_frame(3, &serde_json::to_vec(&e.to_status()).unwrap_or_default()))).await;
-            let _ = sink.close().await;
+            let _ = sink.send(normal_close()).await;
             return;
         }
     };
@@ -276,8 +301,14 @@ async fn run_exec(socket: WebSocket, session: Result<ExecSession, ApiError>, opt
         Err(e) => e.to_status(),
     };
     let _ = sink.send(Message::Binary(channel_frame(3, &serde_json::to_vec(&status).unwrap_or_default()))).await;
-    let _ = sink.close().await;
+    // A close with code 1000: kubectl (gorilla websocket) takes a close without a code for an
+    // error ("close 1005 (no status)").
+    let _ = sink.send(normal_close()).await;
     stdin_task.abort();
+}
+
+fn normal_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() }))
 }
 
 fn channel_frame(channel: u8, payload: &[u8]) -> Bytes {
