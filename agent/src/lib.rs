@@ -9,6 +9,7 @@ pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod kubelet;
+pub mod network;
 pub mod controllers;
 pub mod daemon;
 pub mod dns;
