@@ -52,6 +52,12 @@ pub struct AgentFlags {
     /// Log format: "plain" (journald-friendly lines) or "json" [default: plain].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// This node's pod network [default: 10.244.0.0/24].
+    #[arg(long, value_name = "CIDR")]
+    pub pod_cidr: Option<String>,
+    /// The pods' bridge; berth's nft table is named after it [default: berth0].
+    #[arg(long, value_name = "NAME")]
+    pub bridge: Option<String>,
 }
 
 /// The same settings as read from the TOML file.
@@ -79,6 +85,9 @@ struct FileConfig {
     dns_ttl: Option<u32>,
     #[serde(alias = "log_format")]
     log_format: Option<String>,
+    #[serde(alias = "pod_cidr")]
+    pod_cidr: Option<String>,
+    bridge: Option<String>,
 }
 
 /// How the agent logs.
@@ -102,6 +111,8 @@ pub struct AgentConfig {
     pub dns_upstream: Vec<String>,
     pub dns_ttl: u32,
     pub log_format: LogFormat,
+    pub pod_cidr: ipnet::Ipv4Net,
+    pub bridge: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +182,12 @@ impl AgentConfig {
                 });
             }
         };
+        let pod_cidr_text = flags.pod_cidr.or(file.pod_cidr).unwrap_or_else(|| "10.244.0.0/24".to_string());
+        let pod_cidr: ipnet::Ipv4Net = pod_cidr_text.parse().map_err(|_| ConfigError::Invalid {
+            field: "pod-cidr",
+            message: format!("{pod_cidr_text:?} is not an IPv4 network (like 10.244.0.0/24)"),
+        })?;
+        let bridge = flags.bridge.or(file.bridge).unwrap_or_else(|| "berth0".to_string());
         let config = AgentConfig {
             data_dir,
             run_dir,
@@ -183,6 +200,8 @@ impl AgentConfig {
             dns_upstream,
             dns_ttl,
             log_format,
+            pod_cidr,
+            bridge,
         };
         config.check()?;
         Ok(config)
@@ -210,6 +229,18 @@ impl AgentConfig {
             return Err(ConfigError::Invalid {
                 field: "cluster-domain",
                 message: format!("{:?} must be a lowercase DNS domain", self.cluster_domain),
+            });
+        }
+        if self.bridge.is_empty() || self.bridge.len() > 15 || !self.bridge.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            return Err(ConfigError::Invalid {
+                field: "bridge",
+                message: format!("{:?} must be an interface name of at most 15 letters, digits, '-', '_' or '.'", self.bridge),
+            });
+        }
+        if self.pod_cidr.prefix_len() > 30 {
+            return Err(ConfigError::Invalid {
+                field: "pod-cidr",
+                message: format!("{} holds no pod addresses: use a /30 or larger network", self.pod_cidr),
             });
         }
         if self.cgroup_parent.is_empty()
@@ -323,6 +354,9 @@ mod tests {
             ("cluster-domain", |f| f.cluster_domain = Some("-bad".into())),
             ("cgroup-parent", |f| f.cgroup_parent = Some("a/b".into())),
             ("log-format", |f| f.log_format = Some("xml".into())),
+            ("pod-cidr", |f| f.pod_cidr = Some("10.244.0.0/33".into())),
+            ("pod-cidr", |f| f.pod_cidr = Some("10.244.0.1/31".into())),
+            ("bridge", |f| f.bridge = Some("a-very-long-bridge-name".into())),
         ];
         for (field, mutate) in cases {
             let mut f = flags("/x");

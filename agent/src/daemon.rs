@@ -65,12 +65,36 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let events = crate::events::start(state.clone());
 
     let host_ip = node::host_ip();
-    node::register(&state, &config.node_name, host_ip.as_deref()).await.context("registering this node")?;
-    tokio::spawn(node::heartbeat(state.clone(), config.node_name.clone(), host_ip.clone(), shutdown_rx.clone()));
+    node::register(&state, &config.node_name, host_ip.as_deref(), Some(&config.pod_cidr.to_string())).await.context("registering this node")?;
+    tokio::spawn(node::heartbeat(state.clone(), config.node_name.clone(), host_ip.clone(), Some(config.pod_cidr.to_string()), shutdown_rx.clone()));
 
-    // DNS: the authority follows pods and services; the server listens where asked.
-    let dns = crate::dns::start(&config, state.clone(), shutdown_rx.clone()).await.context("starting the DNS server")?;
-    let cluster_dns: Vec<IpAddr> = dns.as_ref().map(|d| d.pod_addresses()).unwrap_or_default();
+    // The pod network: the bridge holds the pods' gateway, where DNS listens for them.
+    let mut network_config = crate::network::NetworkConfig::new(config.pod_cidr);
+    network_config.bridge = config.bridge.clone();
+    network_config.nft_table = if config.bridge == "berth0" { "berth".to_string() } else { config.bridge.clone() };
+    let network = crate::network::NodeNetwork::start(state.clone(), network_config)
+        .await
+        .with_context(|| format!("setting up the pod network {} on bridge {}", config.pod_cidr, config.bridge))?;
+    let gateway = network.gateway();
+    tracing::info!(pod_cidr = %config.pod_cidr, bridge = %config.bridge, %gateway, "pod network ready");
+
+    // DNS: the authority follows pods and services; the server answers the pods on the
+    // gateway and anyone on the extra listen addresses; recursion only for loopback, this
+    // node and the pod network.
+    let mut allowed: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().expect("valid"), "::1/128".parse().expect("valid")];
+    allowed.push(ipnet::IpNet::V4(config.pod_cidr));
+    if let Some(ip) = host_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()) {
+        allowed.push(ipnet::IpNet::from(ip));
+    }
+    let dns = crate::dns::start(
+        &config,
+        state.clone(),
+        crate::dns::Listen { gateway: std::net::SocketAddr::new(gateway, 53), allowed, pod_networks: vec![ipnet::IpNet::V4(config.pod_cidr)] },
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("starting the DNS server")?;
+    let cluster_dns: Vec<IpAddr> = vec![gateway];
 
     let node_context = NodeContext::new(
         state.clone(),
@@ -84,7 +108,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             cluster_domain: config.cluster_domain.clone(),
             host_ip: host_ip.clone(),
             cluster_dns,
-            network: None,
+            network: Some(Arc::new(crate::kubelet::network_hook::Hook(network.clone()))),
         },
     );
     let kubelet = Kubelet::start(node_context, shutdown_rx.clone()).context("adopting running containers")?;
@@ -117,9 +141,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
     }
     watchdog.abort();
-    if let Some(dns) = dns {
-        dns.shutdown().await;
-    }
+    dns.shutdown().await;
     // Let in-flight writes (status, events) settle, then close the database cleanly.
     tokio::time::sleep(Duration::from_millis(100)).await;
     state.shutdown().await;

@@ -40,25 +40,33 @@ impl Dns {
     }
 }
 
-/// Starts the authority's feed and, when listen addresses are configured, the server.
-pub async fn start(config: &AgentConfig, state: State, shutdown: watch::Receiver<bool>) -> anyhow::Result<Option<Dns>> {
-    let zone = ZoneConfig { cluster_domain: config.cluster_domain.clone(), ttl: config.dns_ttl, ..ZoneConfig::default() };
+/// Where the server listens and whom it serves.
+pub struct Listen {
+    /// The pods' gateway, port 53.
+    pub gateway: SocketAddr,
+    /// Clients allowed to recurse (forwarded names): loopback, this node, the pod network.
+    pub allowed: Vec<ipnet::IpNet>,
+    /// The pod networks whose reverse zones are served.
+    pub pod_networks: Vec<ipnet::IpNet>,
+}
+
+/// Starts the authority's feed and the server on the gateway plus any `--dns-listen`.
+pub async fn start(config: &AgentConfig, state: State, listen: Listen, shutdown: watch::Receiver<bool>) -> anyhow::Result<Dns> {
+    let zone = ZoneConfig {
+        cluster_domain: config.cluster_domain.clone(),
+        ttl: config.dns_ttl,
+        pod_networks: listen.pod_networks.clone(),
+        nameserver_ips: vec![listen.gateway.ip()],
+    };
     let authority = Arc::new(Authority::new(zone)?);
     tokio::spawn(feed(state, authority.clone(), shutdown));
-    let server = if config.dns_listen.is_empty() {
-        None
-    } else {
-        let upstreams = config
-            .dns_upstream
-            .iter()
-            .map(|u| parse_upstream(u))
-            .collect::<Result<Vec<_>, _>>()?;
-        let server_config = ServerConfig { listen: config.dns_listen.clone(), upstreams, ..ServerConfig::default() };
-        let server = DnsServer::start(server_config, authority.clone()).await?;
-        tracing::info!(listen = ?server.local_addrs(), "DNS serving");
-        Some(server)
-    };
-    Ok(Some(Dns { authority, server }))
+    let upstreams = config.dns_upstream.iter().map(|u| parse_upstream(u)).collect::<Result<Vec<_>, _>>()?;
+    let mut addrs = vec![listen.gateway];
+    addrs.extend(config.dns_listen.iter().copied());
+    let server_config = ServerConfig { listen: addrs, upstreams, allowed_networks: listen.allowed, ..ServerConfig::default() };
+    let server = DnsServer::start(server_config, authority.clone()).await?;
+    tracing::info!(listen = ?server.local_addrs(), upstreams = ?server.upstreams(), "DNS serving");
+    Ok(Dns { authority, server: Some(server) })
 }
 
 fn parse_upstream(s: &str) -> anyhow::Result<SocketAddr> {

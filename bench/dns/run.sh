@@ -11,7 +11,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/targets/dns}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 DURATION="${DURATION:-10}"
 BERTH_ADDR=127.0.0.11
 KNOT_ADDR=127.0.0.12

@@ -14,7 +14,7 @@
 # Figures are printed; nothing is asserted about time.
 set -eu
 cd "$(dirname "$0")/../.."
-: "${CARGO_TARGET_DIR:=/work/targets/network}"
+: "${CARGO_TARGET_DIR:=$PWD/target}"
 export CARGO_TARGET_DIR
 export BENCH_RUNS="${BENCH_RUNS:-50}"
 command -v nft >/dev/null || { echo "nft is not installed (apt-get install nftables)" >&2; exit 1; }

@@ -17,7 +17,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/targets/registry}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release -p berth-runtime --test registry_bench >&2
 
 if [ "${1:-}" = tmpfs ]; then

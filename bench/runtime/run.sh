@@ -10,7 +10,7 @@
 # Figures are printed; nothing is asserted about time.
 set -eu
 cd "$(dirname "$0")/../.."
-: "${CARGO_TARGET_DIR:=/work/targets/runtime-core}"
+: "${CARGO_TARGET_DIR:=$PWD/target}"
 export CARGO_TARGET_DIR
 export BENCH_RUNS="${BENCH_RUNS:-50}"
 export BENCH_RSS_CONTAINERS="${BENCH_RSS_CONTAINERS:-20}"

@@ -904,3 +904,44 @@ async fn prune_removes_what_an_abandoned_pull_left_and_a_new_pull_still_complete
         .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     assert_eq!(pulled.record.references.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_pulling_the_same_image_at_once_download_each_layer_once() {
+    if !have_registry_tools() {
+        return;
+    }
+    let scratch = Scratch::new("two_processes");
+    let registry = Registry::start("two_processes");
+    let layout = scratch.0.join("layout");
+    let bottom = layer(&scratch.0, "bottom", &[("data/b", noise(5, 2 << 20))]);
+    let top = layer(&scratch.0, "top", &[("data/t", noise(6, 1 << 20))]);
+    image(&layout, "p", host_arch(), &[bottom, top]);
+    registry.push(&layout, "p", "x/p:1", "oci", &[]);
+    // Slow enough that the two pulls overlap.
+    let proxy = Proxy::start(registry.port);
+    proxy.throttle(3 << 20);
+    let data = scratch.0.join("data");
+    let reference = format!("{}/x/p:1", proxy.host());
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "pull_child_process", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, format!("{}|{reference}", data.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let puller = puller(&data, Registries::default());
+    let ours = pull(&puller, &reference)
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "CHILD RESULT Ok(\"{}\")",
+            ours.record.manifest_digest
+        )),
+        "{stdout}"
+    );
+    for digest in layer_digests(&layout, "p") {
+        assert_eq!(registry.blob_gets(&digest), 1, "layer {digest}");
+    }
+}

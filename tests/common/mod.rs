@@ -47,7 +47,10 @@ pub fn shim_bin() -> PathBuf {
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("agent/ is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("agent/ is in the workspace")
+        .to_path_buf()
 }
 
 /// The busybox test image as an OCI layout, built once per test run by
@@ -78,6 +81,9 @@ pub struct Agent {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub cgroup_parent: String,
+    /// The network namespace the agent runs in (its "host" network: bridge, nft table, DNS on
+    /// the pods' gateway), so parallel test agents never share one.
+    pub netns: String,
     extra_args: Vec<String>,
     child: Option<Child>,
     _temp: tempfile::TempDir,
@@ -93,20 +99,32 @@ impl Agent {
     pub fn start_with(extra: &[&str]) -> Agent {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("t{}-{n}", std::process::id());
-        let temp = tempfile::Builder::new().prefix(&format!("berth-e2e-{id}-")).tempdir().expect("temp dir");
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("berth-e2e-{id}-"))
+            .tempdir()
+            .expect("temp dir");
         let dir = temp.path().to_path_buf();
         let mut agent = Agent {
             name: format!("node-{id}"),
             socket: dir.join("run").join("berth.sock"),
             cgroup_parent: format!("berth-{id}"),
+            netns: format!("berth-e2e-{id}"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             dir,
             child: None,
             _temp: temp,
         };
+        run("ip", &["netns", "add", &agent.netns]);
+        run("ip", &["-n", &agent.netns, "link", "set", "lo", "up"]);
         agent.launch();
         let image = test_image();
-        agent.ok(&["image", "import", image.to_str().expect("utf-8 path"), "--name", IMAGE]);
+        agent.ok(&[
+            "image",
+            "import",
+            image.to_str().expect("utf-8 path"),
+            "--name",
+            IMAGE,
+        ]);
         agent
     }
 
@@ -124,7 +142,11 @@ impl Agent {
     }
 
     fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log")).expect("agent log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .expect("agent log");
         let mut cmd = Command::new(berth_bin());
         cmd.arg("agent")
             .arg("--data-dir")
@@ -138,21 +160,44 @@ impl Agent {
             .arg("--shim-path")
             .arg(shim_bin())
             .args(&self.extra_args)
-            .env("BERTH_LOG", std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "BERTH_LOG",
+                std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
+        let netns = std::fs::File::open(format!("/run/netns/{}", self.netns)).expect("the agent's network namespace");
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only setns(2), which is async-signal-safe, runs; it
+        // moves the child into the agent's network namespace and nothing else.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            });
+        }
         self.child = Some(cmd.spawn().expect("starting berth agent"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.socket.exists() && self.berth(&["version"]).status.success() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("berth agent exited with {status} while starting:\n{}", self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "berth agent exited with {status} while starting:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "berth agent did not start serving in 30 s:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "berth agent did not start serving in 30 s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -190,7 +235,11 @@ impl Agent {
 
     /// Runs the CLI against this agent.
     pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(berth_bin()).args(args).env("BERTH_SOCKET", &self.socket).output().expect("running berth")
+        Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_SOCKET", &self.socket)
+            .output()
+            .expect("running berth")
     }
 
     /// Runs the CLI with stdin.
@@ -204,7 +253,12 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .expect("running berth");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("writing stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("writing stdin");
         child.wait_with_output().expect("berth output")
     }
 
@@ -226,7 +280,12 @@ impl Agent {
     /// Runs the CLI and asserts failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.berth(args);
-        assert!(!out.status.success(), "berth {} unexpectedly succeeded:\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "berth {} unexpectedly succeeded:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -252,7 +311,9 @@ impl Agent {
     /// The pod, or None when it does not exist.
     pub fn pod(&self, name: &str) -> Option<Value> {
         let out = self.berth(&["get", "pod", name, "-o", "json"]);
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("JSON"))
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("JSON"))
     }
 
     /// Polls until `check` returns Some, or panics after `seconds` with `what` and the log.
@@ -263,7 +324,10 @@ impl Agent {
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("timed out after {seconds} s waiting for {what}\nagent log tail:\n{}", tail(&self.log(), 40));
+                panic!(
+                    "timed out after {seconds} s waiting for {what}\nagent log tail:\n{}",
+                    tail(&self.log(), 40)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -271,22 +335,34 @@ impl Agent {
 
     /// Waits until the pod's Ready condition is True; returns the pod.
     pub fn wait_for_pod_ready(&self, name: &str, seconds: u64) -> Value {
-        self.wait_for(&format!("pod {name} to be Ready"), seconds, || self.pod(name).filter(|p| condition(p, "Ready")))
+        self.wait_for(&format!("pod {name} to be Ready"), seconds, || {
+            self.pod(name).filter(|p| condition(p, "Ready"))
+        })
     }
 
     /// Waits until the pod is gone.
     pub fn wait_for_pod_gone(&self, name: &str, seconds: u64) {
-        self.wait_for(&format!("pod {name} to be gone"), seconds, || self.pod(name).is_none().then_some(()))
+        self.wait_for(&format!("pod {name} to be gone"), seconds, || {
+            self.pod(name).is_none().then_some(())
+        })
     }
 
     /// Removes what the agent made: containers, sandboxes (namespaces, cgroups), mounts.
     fn clean_up(&mut self) {
         self.kill();
-        let dirs = berth_runtime::RuntimeDirs { run_dir: self.run_dir(), data_dir: self.data_dir() };
+        let dirs = berth_runtime::RuntimeDirs {
+            run_dir: self.run_dir(),
+            data_dir: self.data_dir(),
+        };
         let mut config = berth_runtime::RuntimeConfig::new(dirs, shim_bin());
         config.cgroup_parent = self.cgroup_parent.clone();
-        let Ok(runtime) = berth_runtime::Runtime::new(config) else { return };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+        let Ok(runtime) = berth_runtime::Runtime::new(config) else {
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
         rt.block_on(async {
             for c in runtime.recover().unwrap_or_default() {
                 let _ = runtime.remove_container(&c.id, true).await;
@@ -299,7 +375,11 @@ impl Agent {
         // Anything still mounted under the test's directories (claims, emptyDirs) goes too.
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
             let root = self.dir.to_string_lossy().to_string();
-            let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&root)).collect();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| p.starts_with(&root))
+                .collect();
             points.sort_by_key(|p| std::cmp::Reverse(p.len()));
             for p in points {
                 let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
@@ -319,7 +399,14 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.clean_up();
+        let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
     }
+}
+
+/// Runs a setup command; panics with its output when it fails.
+pub fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(out.status.success(), "{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 /// Is the object's condition `type_` True?
@@ -327,7 +414,10 @@ pub fn condition(object: &Value, type_: &str) -> bool {
     object
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == type_ && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == type_ && c["status"] == "True")
+        })
 }
 
 /// The last `n` lines of a text.

@@ -67,8 +67,10 @@ pub fn default_policy(image: &str) -> &'static str {
     if reference::has_digest(image) && !reference::has_explicit_tag(image) {
         return "IfNotPresent";
     }
-    let canonical = reference::canonical(image).unwrap_or_default();
-    if !reference::has_explicit_tag(image) || canonical.ends_with(":latest") {
+    // The tag as written (before any `@digest`): `busybox:latest@sha256:...` is Always, as
+    // Kubernetes defaults it.
+    let name_and_tag = image.split_once('@').map_or(image, |(name, _)| name);
+    if !reference::has_explicit_tag(image) || name_and_tag.ends_with(":latest") {
         "Always"
     } else {
         "IfNotPresent"

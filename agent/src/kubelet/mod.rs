@@ -11,6 +11,7 @@
 pub mod container;
 pub mod env;
 pub mod images;
+pub mod network_hook;
 pub mod node;
 pub mod node_io;
 pub mod observed;

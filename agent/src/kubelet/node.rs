@@ -107,8 +107,8 @@ pub fn node_status(host_ip: Option<&str>, now: Timestamp, old: Option<&Value>) -
     })
 }
 
-/// Creates this node's Node object, or refreshes its status.
-pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>) -> Result<(), crate::state::ProposeError> {
+/// Creates this node's Node object (with its pod CIDR), or refreshes its status.
+pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>, pod_cidr: Option<&str>) -> Result<(), crate::state::ProposeError> {
     let now = Timestamp::now();
     match state.get("Node", "", node_name) {
         None => {
@@ -125,12 +125,19 @@ pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>) -> 
                         "beta.kubernetes.io/arch": arch(),
                     },
                 },
-                "spec": {},
+                "spec": pod_cidr.map_or_else(|| json!({}), |c| json!({"podCIDR": c, "podCIDRs": [c]})),
                 "status": node_status(host_ip, now, None),
             });
             state.propose(Command::create(node, uuid::Uuid::new_v4().to_string(), now)).await?;
         }
         Some(old) => {
+            if let Some(cidr) = pod_cidr.filter(|c| old.pointer("/spec/podCIDR").and_then(Value::as_str) != Some(*c)) {
+                let mut updated = (*old).clone();
+                updated["spec"]["podCIDR"] = json!(cidr);
+                updated["spec"]["podCIDRs"] = json!([cidr]);
+                state.propose(Command::update(updated, now)).await?;
+            }
+            let old = state.get("Node", "", node_name).unwrap_or(old);
             let status = node_status(host_ip, now, Some(&old));
             state
                 .propose(Command::UpdateStatus { key: ObjectKey::new("Node", "", node_name), status, precondition_resource_version: None })
@@ -141,13 +148,19 @@ pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>) -> 
 }
 
 /// Renews the node's status every [`HEARTBEAT`] until shutdown.
-pub async fn heartbeat(state: State, node_name: String, host_ip: Option<String>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn heartbeat(
+    state: State,
+    node_name: String,
+    host_ip: Option<String>,
+    pod_cidr: Option<String>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
-        if let Err(e) = register(&state, &node_name, host_ip.as_deref()).await {
+        if let Err(e) = register(&state, &node_name, host_ip.as_deref(), pod_cidr.as_deref()).await {
             tracing::warn!(error = %e, "renewing the node's status failed");
         }
     }

@@ -112,7 +112,12 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
 
     if deleting.is_some() || deadline_passed || is_finished(pod, observed) {
         let grace = match deleting {
-            Some(at) => (at - now).max(Duration::zero()),
+            // As the kubelet: the grace the deletion asked for, counted from now. (The
+            // deletion timestamp has whole seconds only, too coarse for a 2 s grace.)
+            Some(at) => match pod.metadata.deletion_grace_period_seconds {
+                Some(seconds) => Duration::seconds(seconds.max(0)),
+                None => (at - now).max(Duration::zero()),
+            },
             None => Duration::seconds(
                 pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30),
             ),

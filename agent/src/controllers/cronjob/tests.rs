@@ -454,3 +454,46 @@ fn a_decade_of_downtime_starts_one_run_and_warns() {
     );
     assert_eq!(reasons(&plan), vec!["TooManyMissedTimes"]);
 }
+
+/// Cost of finding the due time (bench/jobs/run.sh runs it in release).
+#[test]
+#[ignore = "benchmark: run by bench/jobs/run.sh"]
+fn bench_due_time_after_downtime() {
+    use std::time::Instant;
+    for (schedule, zone, down) in [
+        ("*/5 * * * *", None, "2024-05-01T09:00:00Z"),
+        ("* * * * *", None, "2024-04-30T10:00:00Z"),
+        ("* * * * *", None, "2023-05-01T10:00:00Z"),
+        ("30 2 * * *", Some("Europe/Berlin"), "2014-05-01T10:00:00Z"),
+    ] {
+        let parsed = crate::objects::schedule::parse(schedule, zone).unwrap();
+        let now = at("2024-05-01T10:00:30Z");
+        let started = Instant::now();
+        let mut runs = 0u32;
+        while runs < 10 || started.elapsed().as_millis() < 300 {
+            std::hint::black_box(super::times::most_recent_due(&parsed, at(down), now));
+            runs += 1;
+        }
+        let each = started.elapsed() / runs;
+        println!(
+            "cron due time {schedule:>12} {:<14} down since {down}: {:>9.1} µs",
+            zone.unwrap_or("UTC"),
+            each.as_secs_f64() * 1e6
+        );
+    }
+    let cj = cron_job(json!({"schedule": "*/5 * * * *"}), "2024-05-01T09:00:00Z");
+    let jobs: Vec<Job> = (0..10)
+        .map(|i| job_of(&cj, &format!("2024-05-01T09:{:02}:00Z", i * 5), "Complete"))
+        .collect();
+    let cj = with_status(cj, json!({"lastScheduleTime": "2024-05-01T09:45:00Z"}));
+    let started = Instant::now();
+    let mut runs = 0u32;
+    while runs < 10 || started.elapsed().as_millis() < 300 {
+        std::hint::black_box(plan(&cj, &jobs, at("2024-05-01T09:47:00Z")));
+        runs += 1;
+    }
+    println!(
+        "cronjob plan with 10 finished jobs: {:>9.1} µs",
+        (started.elapsed() / runs).as_secs_f64() * 1e6
+    );
+}

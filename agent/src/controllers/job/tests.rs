@@ -1486,3 +1486,74 @@ fn the_example_job_and_cronjob_manifests_are_admitted() {
         }
     }
 }
+
+/// Per-pass cost of the decision for big Jobs (bench/jobs/run.sh runs it in release).
+#[test]
+#[ignore = "benchmark: run by bench/jobs/run.sh"]
+fn bench_plan_cost_for_large_jobs() {
+    use std::time::Instant;
+    for mode in ["NonIndexed", "Indexed"] {
+        for (completions, running) in [(10, 5), (100, 20), (1000, 100), (10_000, 100)] {
+            let done = completions - running;
+            let status = if mode == "Indexed" {
+                json!({"startTime": api_time(t0()), "succeeded": done, "completedIndexes": format!("0-{}", done - 1)})
+            } else {
+                json!({"startTime": api_time(t0()), "succeeded": done})
+            };
+            let base = with_status(
+                job(
+                    json!({"completionMode": mode, "completions": completions, "parallelism": running}),
+                ),
+                status,
+            );
+            let slot = |i: i32| {
+                if mode == "Indexed" {
+                    indexed(i)
+                } else {
+                    PodSlot::default()
+                }
+            };
+            let mut pods: Vec<Pod> = (0..done)
+                .map(|i| untracked(pod(&base, &format!("d{i}"), slot(i), Run::Exited(0), t0())))
+                .collect();
+            pods.extend((done..completions).map(|i| {
+                pod(
+                    &base,
+                    &format!("r{i}"),
+                    slot(i),
+                    Run::Running { ready: true },
+                    t0(),
+                )
+            }));
+            let stored: Vec<Value> = pods
+                .iter()
+                .map(|p| serde_json::to_value(p).unwrap())
+                .collect();
+
+            let started = Instant::now();
+            let mut passes = 0u32;
+            while passes < 20 || started.elapsed().as_millis() < 500 {
+                let decoded: Vec<Pod> = stored
+                    .iter()
+                    .map(|v| serde_json::from_value(v.clone()).unwrap())
+                    .collect();
+                let plan = plan(&base, &decoded, t0());
+                assert!(plan.create.is_empty() && plan.delete.is_empty());
+                passes += 1;
+            }
+            let with_decode = started.elapsed() / passes;
+            let started = Instant::now();
+            let mut passes = 0u32;
+            while passes < 20 || started.elapsed().as_millis() < 500 {
+                std::hint::black_box(plan(&base, &pods, t0()));
+                passes += 1;
+            }
+            let plan_only = started.elapsed() / passes;
+            println!(
+                "job plan {mode:>10}, {completions:>6} pods ({running:>3} running): decide {:>9.1} µs, decode + decide {:>9.1} µs per pass",
+                plan_only.as_secs_f64() * 1e6,
+                with_decode.as_secs_f64() * 1e6
+            );
+        }
+    }
+}

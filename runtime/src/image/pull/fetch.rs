@@ -5,7 +5,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,7 +108,9 @@ pub(crate) async fn ensure_layer(job: &LayerJob<'_>) -> Result<u64, PullError> {
 }
 
 /// Unpacks `blob` into `work` (a scratch directory only the holder of the blob's lock
-/// uses), checks the diffID, flushes it and renames it to `dest`.
+/// uses), checks the diffID and renames it to `dest`. The blob is then deleted: like docker,
+/// the node keeps pulled layers unpacked only, so a layer is written to disk once (and the
+/// compressed copy, deleted before the page cache is written back, mostly never is).
 fn unpack_into(
     blob: &Path,
     media_type: &str,
@@ -142,8 +143,10 @@ fn unpack_into(
                 found: unpacked.diff_id,
             });
         }
-        let dir = File::open(work).map_err(|e| io_error("open", work, e))?;
-        nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| io_error("sync", work, e.into()))?;
+        // Not flushed here: the commit flushes the whole filesystem once, before anything
+        // prepared here gets a name in the store (see `Commit::run`). A crash of this
+        // process loses nothing the page cache holds; a reboot voids the incoming area
+        // (`ImageStore::try_begin_pull`).
         match nix::fcntl::renameat2(
             None,
             work,
@@ -159,8 +162,13 @@ fn unpack_into(
             Err(e) => Err(io_error("rename", work, e.into())),
         }
     })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(work);
+    match &result {
+        Ok(()) => {
+            let _ = fs::remove_file(blob);
+        }
+        Err(_) => {
+            let _ = fs::remove_dir_all(work);
+        }
     }
     result
 }
@@ -455,13 +463,10 @@ impl PartialWriter {
             .map_err(|e| io_error("write", &self.path, e))
     }
 
-    /// Flushes everything to disk and returns the digest of the whole file.
+    /// Writes out the buffer and returns the digest of the whole file. Not flushed to
+    /// disk: a layer blob lives only until it is unpacked (see `unpack_into`).
     fn finish(mut self) -> Result<Digest, PullError> {
         self.flush()?;
-        self.file
-            .get_ref()
-            .sync_all()
-            .map_err(|e| io_error("sync", &self.path, e))?;
         Ok(from_hasher(self.hasher))
     }
 }

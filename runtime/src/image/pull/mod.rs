@@ -31,10 +31,11 @@
 //!    per-blob lock: a layer shared by two pulls (threads or processes) is downloaded once,
 //!    the second pull waits for the first. A download interrupted (network error, crash)
 //!    resumes from the bytes on disk with a range request; a blob whose digest or size does
-//!    not match is deleted and never reaches the store.
-//! 4. **Commit.** Under the store's write lock, the config, the verified blobs, the
-//!    unpacked layers and the manifest are moved in and the reference is pointed at the
-//!    image: all or nothing, as for an import.
+//!    not match is deleted and never reaches the store. Once unpacked, the compressed layer
+//!    blob is deleted: pulled layers are kept unpacked only, as docker keeps them.
+//! 4. **Commit.** Under the store's write lock, the filesystem is flushed once, then the
+//!    config, the unpacked layers and the manifest are moved in and the reference is pointed
+//!    at the image: all or nothing, as for an import.
 
 mod credentials;
 mod fetch;
@@ -801,6 +802,12 @@ impl Commit {
     fn run(self) -> Result<Option<ImageRecord>, PullError> {
         let store = &self.store;
         let mut ingest = store.begin_ingest()?;
+        // Downloads and unpacked layers were written without flushing; everything reaches
+        // the disk here, once, before any of it gets a name in the store.
+        let incoming = store.incoming_dir()?;
+        let dir = std::fs::File::open(&incoming).map_err(|e| io_error("open", &incoming, e))?;
+        nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir))
+            .map_err(|e| io_error("sync", &incoming, e.into()))?;
         let origin = format!("{} from the registry", self.reference.whole());
         ingest.write_blob(
             Some(self.config.digest()),

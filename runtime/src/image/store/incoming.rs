@@ -50,8 +50,36 @@ impl ImageStore {
 
     /// Takes the shared "a pull is in flight" lock without waiting; `None` while a cleanup
     /// holds it exclusively (it is brief: the caller retries).
+    ///
+    /// Work in the incoming area is not flushed to disk until a pull commits, which is safe
+    /// against crashes of the process (the page cache keeps it) but not against a reboot. So
+    /// the area remembers the boot it was written in: the first pull after a reboot, finding
+    /// no other pull in flight, clears everything complete-looking before using it. (Partial
+    /// downloads stay: they are hashed again on resume and restarted if they do not verify.)
     pub fn try_begin_pull(&self) -> Result<Option<IncomingLock>, StoreError> {
-        let path = self.incoming_dir()?.join("active");
+        let dir = self.incoming_dir()?;
+        let path = dir.join("active");
+        if let Some(exclusive) = try_flock(&path, FlockArg::LockExclusiveNonblock)? {
+            let stamp = dir.join("boot_id");
+            let boot = current_boot_id();
+            let recorded = fs::read_to_string(&stamp).unwrap_or_default();
+            if recorded.trim() != boot {
+                for entry in fs::read_dir(&dir).map_err(|source| StoreError::io("read", &dir, source))? {
+                    let entry = entry.map_err(|source| StoreError::io("read", &dir, source))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name == "active" || name.ends_with(".lock") || name.ends_with(".partial") {
+                        continue;
+                    }
+                    let path = entry.path();
+                    let _ = match entry.file_type() {
+                        Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                        _ => fs::remove_file(&path),
+                    };
+                }
+                fs::write(&stamp, &boot).map_err(|source| StoreError::io("write", &stamp, source))?;
+            }
+            drop(exclusive);
+        }
         try_flock(&path, FlockArg::LockSharedNonblock)
     }
 
@@ -165,6 +193,13 @@ impl Ingest<'_> {
             Err(e) => Err(StoreError::io("rename", dir, e.into())),
         }
     }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+fn current_boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn blob_hex(digest: &Digest) -> Result<&str, StoreError> {
