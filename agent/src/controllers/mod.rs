@@ -9,12 +9,16 @@
 //! | StatefulSet | [`statefulset`] | pods and claims of a set, ordered scaling and updates |
 //! | Job | [`job`] | pods of a Job, retries, completion |
 //! | CronJob | [`cronjob`] | Jobs on a schedule |
+//! | DaemonSet | [`daemonset`] | one pod per eligible node, rolling updates |
+//! | node lifecycle | [`node_lifecycle`] | silent nodes: Unknown, tainted; their pods evicted or pinned |
 //!
 //! Invariant: controllers never call the runtime; only the kubelet does.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod placement;
 pub mod scheduler;
 pub mod statefulset;
@@ -67,6 +71,8 @@ pub fn start_all(ctx: Context, shutdown: tokio::sync::watch::Receiver<bool>) -> 
         tokio::spawn(namespace::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(statefulset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(daemonset::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(node_lifecycle::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(cronjob::run(ctx, shutdown)),
     ]
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::state::{Command, ObjectKey, State, Timestamp};
 
 /// How often the node renews its status.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Total memory in bytes (from /proc/meminfo).
 pub fn memory_bytes() -> u64 {
