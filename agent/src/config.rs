@@ -58,6 +58,22 @@ pub struct AgentFlags {
     /// The pods' bridge; berth's nft table is named after it [default: berth0].
     #[arg(long, value_name = "NAME")]
     pub bridge: Option<String>,
+    /// Where the peer port listens: raft, joins and the HTTPS API [default: 0.0.0.0:7443].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// The address peers reach this host at [default: the host's address with the
+    /// --listen port].
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_address: Option<String>,
+    /// Join the cluster of the host at HOST:PORT (first start only; needs --token).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
+    /// The join token printed by `berth token create` on a cluster host.
+    #[arg(long, value_name = "TOKEN", env = "BERTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The network every node's pod CIDR (a /24) is taken from [default: 10.244.0.0/16].
+    #[arg(long, value_name = "CIDR")]
+    pub cluster_cidr: Option<String>,
 }
 
 /// The same settings as read from the TOML file.
@@ -88,6 +104,13 @@ struct FileConfig {
     #[serde(alias = "pod_cidr")]
     pod_cidr: Option<String>,
     bridge: Option<String>,
+    listen: Option<SocketAddr>,
+    #[serde(alias = "advertise_address")]
+    advertise_address: Option<String>,
+    join: Option<String>,
+    token: Option<String>,
+    #[serde(alias = "cluster_cidr")]
+    cluster_cidr: Option<String>,
 }
 
 /// How the agent logs.
@@ -112,7 +135,17 @@ pub struct AgentConfig {
     pub dns_ttl: u32,
     pub log_format: LogFormat,
     pub pod_cidr: ipnet::Ipv4Net,
+    /// Whether --pod-cidr was given (a joining host's pod CIDR otherwise comes from the leader).
+    pub pod_cidr_given: bool,
     pub bridge: String,
+    /// The peer port's listen address.
+    pub listen: SocketAddr,
+    /// The IP peers reach this host at; `None`: found at start from the routing table.
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// `HOST:PORT` of a cluster host to join, with the token.
+    pub join: Option<(String, String)>,
+    /// The cluster CIDR pod CIDRs are taken from.
+    pub cluster_cidr: ipnet::Ipv4Net,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,12 +215,43 @@ impl AgentConfig {
                 });
             }
         };
+        let pod_cidr_given = flags.pod_cidr.is_some() || file.pod_cidr.is_some();
         let pod_cidr_text = flags.pod_cidr.or(file.pod_cidr).unwrap_or_else(|| "10.244.0.0/24".to_string());
         let pod_cidr: ipnet::Ipv4Net = pod_cidr_text.parse().map_err(|_| ConfigError::Invalid {
             field: "pod-cidr",
             message: format!("{pod_cidr_text:?} is not an IPv4 network (like 10.244.0.0/24)"),
         })?;
         let bridge = flags.bridge.or(file.bridge).unwrap_or_else(|| "berth0".to_string());
+        let listen = flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7443)));
+        let advertise_address = match flags.advertise_address.or(file.advertise_address) {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
+                field: "advertise-address",
+                message: format!("{text:?} is not an IP address"),
+            })?),
+        };
+        let join = match (flags.join.or(file.join), flags.token.or(file.token)) {
+            (None, None) => None,
+            (Some(host), Some(token)) => {
+                if !host.contains(':') {
+                    return Err(ConfigError::Invalid { field: "join", message: format!("{host:?} must be HOST:PORT (like 192.168.1.10:7443)") });
+                }
+                Some((host, token))
+            }
+            (Some(_), None) => return Err(ConfigError::Invalid { field: "token", message: "--join needs --token (from `berth token create` on a cluster host)".into() }),
+            (None, Some(_)) => return Err(ConfigError::Invalid { field: "join", message: "--token is only used with --join HOST:PORT".into() }),
+        };
+        let cluster_cidr_text = flags.cluster_cidr.or(file.cluster_cidr).unwrap_or_else(|| "10.244.0.0/16".to_string());
+        let cluster_cidr: ipnet::Ipv4Net = cluster_cidr_text.parse().map_err(|_| ConfigError::Invalid {
+            field: "cluster-cidr",
+            message: format!("{cluster_cidr_text:?} is not an IPv4 network (like 10.244.0.0/16)"),
+        })?;
+        if cluster_cidr.prefix_len() > 24 || cluster_cidr.network() != cluster_cidr.addr() {
+            return Err(ConfigError::Invalid {
+                field: "cluster-cidr",
+                message: format!("{cluster_cidr_text} must be a network address with a prefix of /24 or shorter"),
+            });
+        }
         let config = AgentConfig {
             data_dir,
             run_dir,
@@ -201,7 +265,12 @@ impl AgentConfig {
             dns_ttl,
             log_format,
             pod_cidr,
+            pod_cidr_given,
             bridge,
+            listen,
+            advertise_address,
+            join,
+            cluster_cidr,
         };
         config.check()?;
         Ok(config)
@@ -357,6 +426,15 @@ mod tests {
             ("pod-cidr", |f| f.pod_cidr = Some("10.244.0.0/33".into())),
             ("pod-cidr", |f| f.pod_cidr = Some("10.244.0.1/31".into())),
             ("bridge", |f| f.bridge = Some("a-very-long-bridge-name".into())),
+            ("advertise-address", |f| f.advertise_address = Some("host-a".into())),
+            ("token", |f| f.join = Some("10.0.0.1:7443".into())),
+            ("join", |f| f.token = Some("K10".into())),
+            ("join", |f| {
+                f.join = Some("10.0.0.1".into());
+                f.token = Some("K10".into())
+            }),
+            ("cluster-cidr", |f| f.cluster_cidr = Some("10.244.0.0/25".into())),
+            ("cluster-cidr", |f| f.cluster_cidr = Some("10.244.1.0/16".into())),
         ];
         for (field, mutate) in cases {
             let mut f = flags("/x");

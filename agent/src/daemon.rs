@@ -18,6 +18,10 @@ use crate::controllers;
 use crate::kubelet::images::Images;
 use crate::kubelet::node_io::KubeletIo;
 use crate::kubelet::{Kubelet, NodeContext, NodeSettings, node};
+use crate::cluster::identity::Identity;
+use crate::cluster::pki::PkiDir;
+use crate::cluster::{Cluster, join, leadership, peer, routes};
+use crate::state::raft::TlsSlot;
 use crate::state::{Command, State, StateConfig, Timestamp};
 
 /// Sets up logging: plain lines (journald adds its own timestamps when it captures stderr),
@@ -47,10 +51,84 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
-    let state = State::open(StateConfig::new(&config.data_dir, &config.node_name))
+    // The cluster identity: loaded, founded (first host), or obtained by joining.
+    let advertise_ip = match join::advertise_ip(config.advertise_address) {
+        Some(ip) => ip,
+        None => {
+            tracing::warn!("no address for peers found (no default route): using 127.0.0.1; set --advertise-address for other hosts to join");
+            IpAddr::from([127, 0, 0, 1])
+        }
+    };
+    let advertise = std::net::SocketAddr::new(advertise_ip, config.listen.port()).to_string();
+    let pki = PkiDir::new(&config.data_dir);
+    let mut identity = Identity::load(&pki, &config.node_name, advertise_ip).context("loading the cluster certificates")?;
+    match (&identity, &config.join) {
+        (Some(_), Some((server, _))) => tracing::warn!(%server, "this host is already in a cluster: --join is ignored"),
+        (None, None) => {
+            let given = config.pod_cidr_given.then_some(config.pod_cidr);
+            let founded = Identity::found(&pki, &config.node_name, advertise_ip, config.cluster_cidr, given).context("creating the cluster CA")?;
+            tracing::info!(ca_sha256 = %founded.ca.fingerprint(), pod_cidr = %founded.record.pod_cidr, "founded a new cluster");
+            identity = Some(founded);
+        }
+        _ => {}
+    }
+    let peer_tls = TlsSlot::default();
+    if let Some(identity) = &identity {
+        *peer_tls.write().expect("TLS slot lock") = Some(identity.peer_client_config().context("loading the node certificate")?);
+    }
+    let mut state_config = StateConfig::new(&config.data_dir, &config.node_name);
+    state_config.advertise_address = advertise.clone();
+    state_config.bootstrap = identity.as_ref().is_some_and(|i| i.record.founder);
+    state_config.peer_tls = peer_tls.clone();
+    let state = State::open(state_config)
         .await
         .with_context(|| format!("opening the cluster state in {}", config.data_dir.display()))?;
-    ensure_namespace(&state, "default").await?;
+    let identity = match identity {
+        Some(identity) => identity,
+        None => {
+            let (server, token) = config.join.clone().expect("a host without identity joins");
+            tracing::info!(%server, node_id = state.node_id(), %advertise, "joining the cluster");
+            match join::join(&pki, &server, &token, &config.node_name, state.node_id(), &advertise).await {
+                Ok((identity, members)) => {
+                    tracing::info!(members = members.len(), pod_cidr = %identity.record.pod_cidr, "joined the cluster as a learner");
+                    *peer_tls.write().expect("TLS slot lock") = Some(identity.peer_client_config().context("loading the node certificate")?);
+                    identity
+                }
+                Err(error) => {
+                    state.shutdown().await;
+                    return Err(error).with_context(|| format!("joining the cluster at {server}"));
+                }
+            }
+        }
+    };
+    let pod_cidr = identity.record.pod_cidr;
+    if config.pod_cidr_given && pod_cidr != config.pod_cidr {
+        tracing::warn!(given = %config.pod_cidr, assigned = %pod_cidr, "--pod-cidr is ignored: the cluster assigned this host's pod CIDR");
+    }
+    let cluster = Cluster::new(state.clone(), identity.clone());
+
+    // The peer port: raft, joins, forwarded writes, and (once it exists) the API over TLS.
+    let late_api: Arc<std::sync::OnceLock<Api>> = Arc::default();
+    let peer_listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the peer port {} (--listen)", config.listen))?;
+    let peer_router = peer::router(cluster.clone(), late_api.clone());
+    let peer_server = tokio::spawn(peer::serve(
+        peer_listener,
+        identity.server_config().context("loading the node certificate")?,
+        peer_router,
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(listen = %config.listen, %advertise, "peer port serving");
+
+    // A restarted or joining member needs a leader before it can write.
+    let leader = state.raft().wait(Some(Duration::from_secs(30))).metrics(|m| m.current_leader.is_some(), "a raft leader is known").await;
+    if leader.is_err() {
+        tracing::warn!("no raft leader after 30s (no quorum): starting anyway; writes fail until a majority of hosts is up");
+    }
+    if let Err(error) = ensure_namespace(&state, "default").await {
+        tracing::warn!(error = %format!("{error:#}"), "cannot create the default namespace now");
+    }
 
     let mut runtime_config = RuntimeConfig::new(
         RuntimeDirs { run_dir: config.run_dir.clone(), data_dir: config.data_dir.clone() },
@@ -64,32 +142,34 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let images = Images::new(ImageStore::open(&config.data_dir).context("opening the image store")?);
     let events = crate::events::start(state.clone());
 
-    let host_ip = node::host_ip();
-    node::register(&state, &config.node_name, host_ip.as_deref(), Some(&config.pod_cidr.to_string())).await.context("registering this node")?;
-    tokio::spawn(node::heartbeat(state.clone(), config.node_name.clone(), host_ip.clone(), Some(config.pod_cidr.to_string()), shutdown_rx.clone()));
+    let host_ip = Some(advertise_ip.to_string());
+    if let Err(error) = node::register(&state, &config.node_name, host_ip.as_deref(), Some(&pod_cidr.to_string())).await {
+        tracing::warn!(error = %crate::kubelet::images::error_chain(&error), "registering this node failed; the heartbeat retries");
+    }
+    tokio::spawn(node::heartbeat(state.clone(), config.node_name.clone(), host_ip.clone(), Some(pod_cidr.to_string()), shutdown_rx.clone()));
 
     // The pod network: the bridge holds the pods' gateway, where DNS listens for them.
-    let mut network_config = crate::network::NetworkConfig::new(config.pod_cidr);
+    let mut network_config = crate::network::NetworkConfig::new(pod_cidr);
     network_config.bridge = config.bridge.clone();
     network_config.nft_table = if config.bridge == "berth0" { "berth".to_string() } else { config.bridge.clone() };
     let network = crate::network::NodeNetwork::start(state.clone(), network_config)
         .await
-        .with_context(|| format!("setting up the pod network {} on bridge {}", config.pod_cidr, config.bridge))?;
+        .with_context(|| format!("setting up the pod network {} on bridge {}", pod_cidr, config.bridge))?;
     let gateway = network.gateway();
-    tracing::info!(pod_cidr = %config.pod_cidr, bridge = %config.bridge, %gateway, "pod network ready");
+    tracing::info!(%pod_cidr, bridge = %config.bridge, %gateway, "pod network ready");
+    tokio::spawn(routes::run(state.clone(), network.clone(), config.node_name.clone(), shutdown_rx.clone()));
 
     // DNS: the authority follows pods and services; the server answers the pods on the
     // gateway and anyone on the extra listen addresses; recursion only for loopback, this
     // node and the pod network.
     let mut allowed: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().expect("valid"), "::1/128".parse().expect("valid")];
-    allowed.push(ipnet::IpNet::V4(config.pod_cidr));
-    if let Some(ip) = host_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()) {
-        allowed.push(ipnet::IpNet::from(ip));
-    }
+    allowed.push(ipnet::IpNet::V4(identity.record.cluster_cidr));
+    allowed.push(ipnet::IpNet::V4(pod_cidr));
+    allowed.push(ipnet::IpNet::from(advertise_ip));
     let dns = crate::dns::start(
         &config,
         state.clone(),
-        crate::dns::Listen { gateway: std::net::SocketAddr::new(gateway, 53), allowed, pod_networks: vec![ipnet::IpNet::V4(config.pod_cidr)] },
+        crate::dns::Listen { gateway: std::net::SocketAddr::new(gateway, 53), allowed, pod_networks: vec![ipnet::IpNet::V4(pod_cidr)] },
         shutdown_rx.clone(),
     )
     .await
@@ -113,17 +193,20 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     );
     let kubelet = Kubelet::start(node_context, shutdown_rx.clone()).context("adopting running containers")?;
 
-    let controllers = controllers::start_all(
-        controllers::Context { state: state.clone(), events: events.clone(), node_name: config.node_name.clone() },
-        shutdown_rx.clone(),
-    );
+    // Controllers run only while this host leads.
+    let controller_context = controllers::Context { state: state.clone(), events: events.clone(), node_name: config.node_name.clone() };
+    let leader_tasks = tokio::spawn(leadership::run(state.clone(), shutdown_rx.clone(), move |stop| {
+        controllers::start_all(controller_context.clone(), stop)
+    }));
 
     let listener = crate::api::server::bind(&config.socket).with_context(|| format!("binding the API socket {}", config.socket.display()))?;
     let api = Api::new(state.clone(), Arc::new(KubeletIo { node: kubelet.node().clone() }), ApiConfig { version: env!("CARGO_PKG_VERSION").into() });
+    let _ = late_api.set(api.clone());
     let mut api_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(crate::api::server::serve(
         crate::api::server::RootOnly::new(listener, config.socket.clone()),
         api,
+        Some(peer::admin_routes(cluster.clone())),
         async move {
             let _ = api_shutdown.wait_for(|s| *s).await;
         },
@@ -137,9 +220,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    for c in controllers {
-        let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), leader_tasks).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), peer_server).await;
     watchdog.abort();
     dns.shutdown().await;
     // Let in-flight writes (status, events) settle, then close the database cleanly.

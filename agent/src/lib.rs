@@ -6,6 +6,7 @@ pub mod state;
 
 pub mod api;
 pub mod claims;
+pub mod cluster;
 pub mod cli;
 pub mod config;
 pub mod kubelet;

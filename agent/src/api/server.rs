@@ -86,17 +86,25 @@ impl axum::serve::Listener for RootOnly {
     }
 }
 
-/// Serves the API until `shutdown` resolves.
+/// Serves the API until `shutdown` resolves; `extra` routes (cluster administration) are
+/// matched first.
 pub async fn serve(
     listener: RootOnly,
     api: Api,
+    extra: Option<axum::Router>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let app = axum::Router::new().fallback(dispatch).with_state(api);
+    let app = match extra {
+        Some(extra) => extra.merge(app),
+        None => app,
+    };
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
-async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -> axum::response::Response {
+/// Translates one HTTP request into an [`Api`] call and its answer back (also used by the
+/// peer port's TLS server).
+pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -> axum::response::Response {
     let (mut parts, body) = request.into_parts();
     let ws = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.ok();
     let method = parts.method.as_str().to_string();

@@ -16,7 +16,7 @@ use super::command::Command;
 use super::key::ObjectKey;
 use super::machine::Objects;
 use super::outcome::{Applied, Rejection};
-use super::raft::{Member, NodeId, PeerNetwork, Raft};
+use super::raft::{Member, NodeId, PeerClient, PeerError, PeerNetwork, Raft, TlsSlot, paths};
 use super::store::{LogStore, MachineStore, Published, Store, StoreError};
 use super::watch::{Hub, HubLimits, WatchError, WatchStream};
 
@@ -39,6 +39,15 @@ pub struct StateConfig {
     pub watch_buffer: usize,
     /// How long `open` waits for the recovered state to become writable.
     pub ready_timeout: Duration,
+    /// Where peers reach this host (`ADDR:PORT`), recorded in the membership on first start.
+    pub advertise_address: String,
+    /// Whether a fresh state starts its own one-member group (the first host of a cluster) or
+    /// waits for a leader to add it (a joining host).
+    pub bootstrap: bool,
+    /// Client TLS settings for peers (filled once the host has its cluster certificates).
+    pub peer_tls: TlsSlot,
+    /// How long a write may wait for a quorum before it fails with "no quorum".
+    pub write_timeout: Duration,
 }
 
 impl StateConfig {
@@ -55,6 +64,10 @@ impl StateConfig {
             watch_history: 1024,
             watch_buffer: 256,
             ready_timeout: Duration::from_secs(30),
+            advertise_address: String::new(),
+            bootstrap: true,
+            peer_tls: TlsSlot::default(),
+            write_timeout: Duration::from_secs(5),
         }
     }
 
@@ -122,6 +135,21 @@ pub enum ProposeError {
         /// The leader, when known.
         leader: Option<(NodeId, Member)>,
     },
+    /// No majority of voters is reachable (or no leader is elected): writes are refused,
+    /// reads keep working from this host's replica.
+    #[error("no quorum: {reason}; writes are refused until a majority of the cluster's voters is reachable (reads still work)")]
+    NoQuorum {
+        /// What was observed.
+        reason: String,
+    },
+    /// The leader answered a forwarded write with a failure other than a rejection.
+    #[error("the leader {leader} could not commit the write: {message}")]
+    Remote {
+        /// The leader.
+        leader: Member,
+        /// Its error, as text.
+        message: String,
+    },
     /// Persisting the log or the state failed; the state stops and the agent must restart.
     #[error("the state storage failed; the agent must restart to recover")]
     Storage {
@@ -139,6 +167,38 @@ pub enum ProposeError {
         #[source]
         source: RaftError<NodeId, ClientWriteError<NodeId, Member>>,
     },
+}
+
+/// A leader that heard from no majority for this long refuses writes at once (twice the
+/// largest election timeout: followers would have elected another leader by then).
+const QUORUM_SILENCE_MS: u64 = 6000;
+
+/// The leader's answer to a forwarded write (the body of the peer `propose` endpoint).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum ForwardAnswer {
+    /// Committed and applied.
+    Applied(Applied),
+    /// Refused by the state machine's rules.
+    Rejected(Rejection),
+    /// The leader has no quorum.
+    NoQuorum(String),
+    /// Any other failure, as text.
+    Failed(String),
+}
+
+impl ForwardAnswer {
+    /// The answer for a local proposal's result.
+    pub fn of(result: Result<Applied, ProposeError>) -> ForwardAnswer {
+        match result {
+            Ok(applied) => ForwardAnswer::Applied(applied),
+            Err(ProposeError::Rejected(rejection)) => ForwardAnswer::Rejected(rejection),
+            Err(ProposeError::NoQuorum { reason }) => ForwardAnswer::NoQuorum(reason),
+            Err(ProposeError::NotLeader { leader }) => {
+                ForwardAnswer::NoQuorum(format!("leadership moved while the write was forwarded{}", leader_hint(&leader)))
+            }
+            Err(other) => ForwardAnswer::Failed(other.to_string()),
+        }
+    }
 }
 
 fn leader_hint(leader: &Option<(NodeId, Member)>) -> String {
@@ -166,6 +226,10 @@ struct Inner {
     node_id: NodeId,
     node_name: String,
     dir: PathBuf,
+    peer_tls: TlsSlot,
+    write_timeout: Duration,
+    /// The client of the leader writes are forwarded to (replaced when the leader changes).
+    leader_client: Mutex<Option<PeerClient>>,
 }
 
 impl Drop for Inner {
@@ -265,7 +329,7 @@ impl State {
         let raft = Raft::new(
             node_id,
             Arc::new(raft_config),
-            PeerNetwork,
+            PeerNetwork { node_id, tls: config.peer_tls.clone() },
             LogStore::new(store.clone()),
             machine,
         )
@@ -282,6 +346,9 @@ impl State {
                 node_id,
                 node_name: config.node_name.clone(),
                 dir: dir.clone(),
+                peer_tls: config.peer_tls.clone(),
+                write_timeout: config.write_timeout,
+                leader_client: Mutex::new(None),
             }),
         };
         drop(store);
@@ -306,9 +373,13 @@ impl State {
             source,
         };
         if !raft.is_initialized().await.map_err(stopped)? {
+            if !config.bootstrap {
+                tracing::info!(node_id, "the state is empty: waiting for the leader to add this host");
+                return Ok(());
+            }
             let member = Member {
                 name: config.node_name.clone(),
-                address: String::new(),
+                address: config.advertise_address.clone(),
             };
             raft.initialize(BTreeMap::from([(node_id, member)]))
                 .await
@@ -363,10 +434,39 @@ impl State {
     /// When this returns `Ok` or `Err(Rejected)`, the command is in the log on disk (fsync'd)
     /// and applied: readers and watchers see its changes. A rejection changed nothing (but
     /// consumed a revision).
+    ///
+    /// On a follower the command is forwarded to the leader over the peer port, and this
+    /// returns once this host's replica has applied it too. Without a quorum it fails with
+    /// [`ProposeError::NoQuorum`] after at most the configured write timeout.
     pub async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
         // Refuse what is refused anyway without writing it to the log.
         precheck(&command)?;
-        match self.inner.raft.client_write(command).await {
+        let leader = self.inner.raft.metrics().borrow().current_leader;
+        if leader.is_some() && leader != Some(self.inner.node_id) {
+            return self.forward(command).await;
+        }
+        match self.propose_local(command.clone()).await {
+            Err(ProposeError::NotLeader { leader: Some((id, _)) }) if id != self.inner.node_id => self.forward(command).await,
+            Err(ProposeError::NotLeader { leader: None }) => {
+                Err(ProposeError::NoQuorum { reason: "no leader is elected".to_string() })
+            }
+            other => other,
+        }
+    }
+
+    /// Commits `command` on this host only if it leads; never forwards. The peer server calls
+    /// this for writes forwarded by followers.
+    pub async fn propose_local(&self, command: Command) -> Result<Applied, ProposeError> {
+        precheck(&command)?;
+        self.check_quorum()?;
+        let timeout = self.inner.write_timeout;
+        let written = tokio::time::timeout(timeout, self.inner.raft.client_write(command)).await;
+        let Ok(written) = written else {
+            return Err(ProposeError::NoQuorum {
+                reason: format!("the write was not committed within {timeout:?} (it is applied later if a majority returns)"),
+            });
+        };
+        match written {
             Ok(response) => response.data.0.map_err(ProposeError::Rejected),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Err(ProposeError::NotLeader {
@@ -379,6 +479,67 @@ impl State {
             Err(RaftError::Fatal(Fatal::Stopped)) => Err(ProposeError::Shutdown),
             Err(source) => Err(ProposeError::Raft { source }),
         }
+    }
+
+    /// Refuses a write at once on a leader that has not heard from a majority for longer than
+    /// an election timeout.
+    fn check_quorum(&self) -> Result<(), ProposeError> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.inner.node_id) {
+            return Ok(());
+        }
+        let voters = metrics.membership_config.membership().voter_ids().count();
+        match metrics.millis_since_quorum_ack {
+            Some(ms) if voters > 1 && ms > QUORUM_SILENCE_MS => Err(ProposeError::NoQuorum {
+                reason: format!("this host leads but has not heard from a majority of its {voters} voters for {:.1}s", ms as f64 / 1000.0),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `command` to the leader and waits until this replica applied it.
+    async fn forward(&self, command: Command) -> Result<Applied, ProposeError> {
+        let (leader_id, member) = {
+            let metrics = self.inner.raft.metrics().borrow().clone();
+            let Some(id) = metrics.current_leader else {
+                return Err(ProposeError::NoQuorum { reason: "no leader is elected".to_string() });
+            };
+            match metrics.membership_config.membership().get_node(&id) {
+                Some(member) => (id, member.clone()),
+                None => return Err(ProposeError::NoQuorum { reason: format!("the leader {id} is not in the membership") }),
+            }
+        };
+        let client = {
+            let mut slot = self.inner.leader_client.lock().expect("leader client lock poisoned");
+            match slot.as_ref() {
+                Some(client) if client.address() == member.address => client.clone(),
+                _ => {
+                    let client = PeerClient::new(member.address.clone(), self.inner.peer_tls.clone());
+                    *slot = Some(client.clone());
+                    client
+                }
+            }
+        };
+        let timeout = self.inner.write_timeout + Duration::from_secs(1);
+        let answer: Result<ForwardAnswer, PeerError> = client.post(paths::PROPOSE, &command, timeout).await;
+        let applied = match answer {
+            Ok(ForwardAnswer::Applied(applied)) => applied,
+            Ok(ForwardAnswer::Rejected(rejection)) => return Err(ProposeError::Rejected(rejection)),
+            Ok(ForwardAnswer::NoQuorum(reason)) => return Err(ProposeError::NoQuorum { reason }),
+            Ok(ForwardAnswer::Failed(message)) => return Err(ProposeError::Remote { leader: member, message }),
+            Err(PeerError::Timeout { timeout, .. }) => {
+                return Err(ProposeError::NoQuorum { reason: format!("the leader {member} (node {leader_id}) did not answer within {timeout:?}") });
+            }
+            Err(error) => {
+                return Err(ProposeError::NoQuorum { reason: format!("the leader {member} (node {leader_id}) cannot be reached ({error})") });
+            }
+        };
+        // Read-your-writes: callers re-read the state right after proposing.
+        let wait = self.inner.raft.wait(Some(Duration::from_secs(5)));
+        if let Err(error) = wait.applied_index_at_least(Some(applied.revision), "the forwarded write is applied here").await {
+            tracing::warn!(revision = applied.revision, %error, "a forwarded write is not applied on this host yet");
+        }
+        Ok(applied)
     }
 
     /// Waits until every command committed before this call is visible to reads on this host,
@@ -457,6 +618,11 @@ impl State {
     /// This host's raft node id.
     pub fn node_id(&self) -> NodeId {
         self.inner.node_id
+    }
+
+    /// Whether this host is the raft leader now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.node_id)
     }
 
     /// This host's node name.

@@ -11,8 +11,7 @@
 //! - `store` persists the raft log and the state machine in one redb database,
 //!   `<data-dir>/state/state.redb`, guarded by a lock file (`<data-dir>/state/lock`).
 //! - `raft` holds the openraft type configuration. The host is a one-member raft group from
-//!   its first start; the cluster issue adds members and fills in the peer network
-//!   ([`raft::PeerNetwork`] reports every peer unreachable until then).
+//!   its first start; `cluster` adds members; peers talk HTTPS ([`raft::PeerClient`]).
 //!
 //! Tasks and channels: openraft runs its core task and a state-machine worker task; the
 //! worker applies committed entries, updates the index under a short write lock and publishes
@@ -56,7 +55,7 @@ mod time;
 mod watch;
 
 pub use command::{Command, Propagation};
-pub use handle::{OpenError, ProposeError, State, StateConfig};
+pub use handle::{ForwardAnswer, OpenError, ProposeError, State, StateConfig};
 pub use key::ObjectKey;
 pub use outcome::{Applied, Outcome, Rejection};
 pub use store::StoreError;
