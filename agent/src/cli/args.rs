@@ -46,6 +46,16 @@ pub enum Command {
     Create(CreateArgs),
     /// Manage images in this node's store.
     Image(ImageArgs),
+    /// Add, change or remove labels of an object (`label node NAME disk=ssd zone-`).
+    Label(LabelArgs),
+    /// Mark a node unschedulable: no new pods are placed on it.
+    Cordon(CordonArgs),
+    /// Mark a node schedulable again.
+    Uncordon(CordonArgs),
+    /// Cordon a node and move its pods away (StatefulSet pods highest ordinal first).
+    Drain(DrainArgs),
+    /// Node administration (`node forget NAME`).
+    Node(NodeArgs),
     /// Print the client and agent versions.
     Version,
 }
@@ -377,4 +387,64 @@ pub struct ImageLsArgs {
 pub struct ImageRmArgs {
     #[arg(required = true)]
     pub references: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// KIND NAME KEY=VALUE... [KEY-...], or KIND/NAME KEY=VALUE...
+    #[arg(required = true, num_args = 2.., value_name = "KIND NAME KEY=VALUE")]
+    pub args: Vec<String>,
+    /// Allow changing a label that already has a value.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub ns: NamespaceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CordonArgs {
+    /// The node's name.
+    #[arg(value_name = "NODE")]
+    pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The node's name.
+    #[arg(value_name = "NODE")]
+    pub node: String,
+    /// Skip DaemonSet-managed pods (without it, drain refuses while there are any).
+    #[arg(long)]
+    pub ignore_daemonsets: bool,
+    /// Also delete pods that no controller re-creates.
+    #[arg(long)]
+    pub force: bool,
+    /// Also delete pods with emptyDir volumes (their data is lost).
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
+    /// Seconds each pod is given to stop; -1 uses the pod's own grace period.
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub grace_period: i64,
+    /// Give up after this long (`5m`, `90s`); 0 waits for ever.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Remove a lost node for good: its Node object goes, claims whose directory was on it are
+    /// released (the data stays on that host's disk) and its pods are re-created elsewhere.
+    Forget {
+        /// The node's name.
+        name: String,
+        /// Forget it even though it is Ready.
+        #[arg(long)]
+        force: bool,
+    },
 }

@@ -10,6 +10,7 @@ mod create;
 mod describe;
 mod exec;
 mod image;
+mod node;
 mod rollout;
 pub mod table;
 pub mod target;
@@ -77,6 +78,11 @@ pub async fn run(socket: std::path::PathBuf, command: Command) -> ExitCode {
         Command::Set(a) => rollout::set(&ctx, a).await,
         Command::Create(a) => create::create(&ctx, a).await,
         Command::Image(a) => image::image(&ctx, a).await,
+        Command::Label(a) => node::label(&ctx, a).await,
+        Command::Cordon(a) => node::cordon(&ctx, a).await,
+        Command::Uncordon(a) => node::uncordon(&ctx, a).await,
+        Command::Drain(a) => node::drain(&ctx, a).await,
+        Command::Node(a) => node::node(&ctx, a).await,
         Command::Version => version(&ctx).await,
     };
     match result {
