@@ -20,6 +20,7 @@
 //! Invariant: a claim directory is removed only when its claim object is deleted.
 
 pub mod decide;
+pub mod epoch;
 pub mod node;
 
 use berth_runtime::volumes::VolumeSource;

@@ -489,7 +489,12 @@ async fn remove(
         {
             let _ = q.clear(&path);
         }
-        volumes::remove_claim(&dirs, &dir_name)
+        let existed = volumes::remove_claim(&dirs, &dir_name)?;
+        // The owner epoch file beside the directory goes with it.
+        if let Err(e) = super::epoch::remove(&path) {
+            tracing::warn!(directory = %path.display(), error = %e, "removing the claim's owner epoch file failed");
+        }
+        Ok(existed)
     })
     .await?;
     let mut updated = claim.clone();

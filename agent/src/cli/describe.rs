@@ -151,6 +151,7 @@ pub fn render(kind: Kind, o: &Value, events: &[Value], now: DateTime<Utc>) -> St
     match kind {
         Kind::Pod => pod(&mut d, o, now),
         Kind::StatefulSet => statefulset(&mut d, o, now),
+        Kind::DaemonSet => daemonset(&mut d, o, now),
         Kind::Service => service(&mut d, o),
         Kind::PersistentVolumeClaim => claim(&mut d, o),
         Kind::Job => batch::job(&mut d, o, now),
@@ -258,6 +259,14 @@ fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
         for c in conditions {
             d.text(2, format!("{:<width$}  {}", str_at(c, "/type"), str_at(c, "/status")));
         }
+    }
+    // A pod held on an unreachable node by its local claim says so, and how to release it.
+    if let Some(pinned) = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == crate::controllers::node_lifecycle::PINNED_CONDITION && c["status"] == "True"))
+    {
+        d.field(0, "Pinned", str_at(pinned, "/message"));
     }
     d.text(0, "Volumes:");
     let volumes = o.pointer("/spec/volumes").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -599,6 +608,38 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
     conditions(d, o, now);
 }
 
+fn daemonset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
+    d.field(0, "Selector", table::selector_string(o.pointer("/spec/selector")));
+    d.field(0, "Node-Selector", map_string(o.pointer("/spec/template/spec/nodeSelector")));
+    labels_and_annotations(d, o);
+    let count = |field: &str| o.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0).to_string();
+    d.field(0, "Desired Number of Nodes Scheduled", count("desiredNumberScheduled"));
+    d.field(0, "Current Number of Nodes Scheduled", count("currentNumberScheduled"));
+    d.field(0, "Number of Nodes Scheduled with Up-to-date Pods", count("updatedNumberScheduled"));
+    d.field(0, "Number of Nodes Scheduled with Available Pods", count("numberAvailable"));
+    d.field(0, "Number of Nodes Misscheduled", count("numberMisscheduled"));
+    d.field(0, "Pods Status", format!("{} Ready / {} Unavailable", count("numberReady"), count("numberUnavailable")));
+    d.field(0, "Update Strategy", or_default(str_at(o, "/spec/updateStrategy/type"), "RollingUpdate"));
+    for (path, label) in [("maxUnavailable", "Max Unavailable"), ("maxSurge", "Max Surge")] {
+        if let Some(m) = o.pointer(&format!("/spec/updateStrategy/rollingUpdate/{path}")) {
+            d.field(2, label, m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()));
+        }
+    }
+    d.field(0, "Min Ready Seconds", o.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0).to_string());
+    let generation = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let observed = o.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+    if observed < generation {
+        d.field(0, "Observed Generation", format!("{observed} (the controller has not seen generation {generation} yet)"));
+    }
+    d.text(0, "Pod Template:");
+    d.field(2, "Labels", multi_map(o.pointer("/spec/template/metadata/labels")));
+    d.text(2, "Containers:");
+    for c in o.pointer("/spec/template/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+        container(d, c, &[]);
+    }
+    conditions(d, o, now);
+}
+
 fn service(d: &mut Doc, o: &Value) {
     labels_and_annotations(d, o);
     d.field(0, "Selector", map_string(o.pointer("/spec/selector")));
@@ -801,5 +842,24 @@ mod tests {
     #[test]
     fn no_events_says_none() {
         assert_eq!(render_events(&[], Utc::now()), "Events:  <none>\n");
+    }
+
+    #[test]
+    fn a_daemonset_description_counts_nodes_and_a_pinned_pod_says_how_to_release_it() {
+        let now = parse_time("2026-01-01T12:00:00Z").unwrap();
+        let ds = json!({"metadata": {"name": "agent", "namespace": "default", "generation": 2},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}},
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "c", "image": "busybox"}]}}},
+            "status": {"observedGeneration": 2, "desiredNumberScheduled": 3, "currentNumberScheduled": 3, "updatedNumberScheduled": 2,
+                "numberAvailable": 2, "numberReady": 2, "numberUnavailable": 1, "numberMisscheduled": 1}});
+        let out = render(Kind::DaemonSet, &ds, &[], now);
+        for line in ["Desired Number of Nodes Scheduled:", "Number of Nodes Misscheduled:", "disk=ssd", "Max Surge:", "25%", "2 Ready / 1 Unavailable"] {
+            assert!(out.contains(line), "{line:?} missing:\n{out}");
+        }
+        let pod = json!({"metadata": {"name": "web-1", "namespace": "default"}, "spec": {"nodeName": "n2", "containers": []},
+            "status": {"conditions": [{"type": "PinnedToLostNode", "status": "True", "message": "node n2 is unreachable; `berth node forget n2`"}]}});
+        let out = render(Kind::Pod, &pod, &[], now);
+        assert!(out.contains("Pinned:") && out.contains("berth node forget n2"), "{out}");
     }
 }

@@ -1,9 +1,20 @@
 //! This node as a Node object: registered at start (labels, capacity, addresses, node info)
 //! and its Ready condition renewed by a heartbeat.
+//!
+//! Self-fencing: the node lifecycle controller (on the leader) declares a node unreachable
+//! once it has not seen its heartbeat change for the grace period, and only after a further
+//! margin lets its pods move. A host that cannot *commit* its heartbeat (cut off, no quorum)
+//! for longer than the grace period minus a safety margin ([`FenceSettings::fence_after`])
+//! raises its [`Fence`]: the kubelet stops the pods that carry an identity or data
+//! ([`fenced_pod`]: StatefulSet pods and pods with claims) and starts none of them until a
+//! heartbeat commits again, so the identity is already stopped here when the cluster may
+//! consider it movable. The host's clock starts at its last commit, which is never later than
+//! when the leader saw that heartbeat, so the host always fences first.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::state::{Command, ObjectKey, State, Timestamp};
 
@@ -147,21 +158,145 @@ pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>, pod
     Ok(())
 }
 
-/// Renews the node's status every [`HEARTBEAT`] until shutdown.
+/// Renews the node's status every [`HEARTBEAT`] until shutdown, fencing with the default
+/// grace period (the fence is only logged: nothing follows it).
 pub async fn heartbeat(
     state: State,
     node_name: String,
     host_ip: Option<String>,
     pod_cidr: Option<String>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    heartbeat_with(state, node_name, host_ip, pod_cidr, FenceSettings::default(), Fence::new(), shutdown).await
+}
+
+/// How long a host may fail to commit its heartbeat before it fences itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FenceSettings {
+    /// The cluster's node grace period (`--node-monitor-grace-period`).
+    pub grace: Duration,
+}
+
+impl Default for FenceSettings {
+    fn default() -> FenceSettings {
+        FenceSettings { grace: crate::controllers::node_lifecycle::Settings::default().grace }
+    }
+}
+
+impl FenceSettings {
+    /// A quarter of the grace period, at least half a second.
+    pub fn safety_margin(&self) -> Duration {
+        (self.grace / 4).max(Duration::from_millis(500))
+    }
+
+    /// Silence after which the host fences itself: grace minus the safety margin.
+    pub fn fence_after(&self) -> Duration {
+        self.grace.saturating_sub(self.safety_margin())
+    }
+
+    /// How often the heartbeat is sent: several times per grace period.
+    pub fn interval(&self) -> Duration {
+        (self.grace / 5).clamp(Duration::from_millis(200), HEARTBEAT)
+    }
+}
+
+/// Whether a host whose last heartbeat commit was `since_commit` ago must be fenced.
+pub fn should_fence(since_commit: Duration, settings: &FenceSettings) -> bool {
+    since_commit > settings.fence_after()
+}
+
+/// Whether `pod` is stopped while its host is fenced: a StatefulSet's pod (its identity must
+/// never run twice) or any pod with a claim (its data must never have two writers).
+pub fn fenced_pod(pod: &Value) -> bool {
+    let stateful = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| refs.iter().any(|r| r["controller"] == true && r["kind"] == "StatefulSet"));
+    let claims = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .is_some_and(|vs| vs.iter().any(|v| v.get("persistentVolumeClaim").is_some()));
+    stateful || claims
+}
+
+/// The host's fence: raised while the heartbeat cannot commit; the kubelet's workers follow
+/// it through [`Fence::subscribe`].
+#[derive(Debug, Clone)]
+pub struct Fence {
+    tx: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl Default for Fence {
+    fn default() -> Fence {
+        Fence::new()
+    }
+}
+
+impl Fence {
+    pub fn new() -> Fence {
+        Fence { tx: std::sync::Arc::new(watch::channel(false).0) }
+    }
+
+    /// Follows the fence (true while raised).
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
+    pub fn is_raised(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    fn set(&self, raised: bool) -> bool {
+        self.tx.send_if_modified(|v| std::mem::replace(v, raised) != raised)
+    }
+}
+
+/// Renews the node's status every [`FenceSettings::interval`] until shutdown, raising `fence`
+/// when no heartbeat has committed for [`FenceSettings::fence_after`] and lowering it when
+/// one commits again.
+pub async fn heartbeat_with(
+    state: State,
+    node_name: String,
+    host_ip: Option<String>,
+    pod_cidr: Option<String>,
+    settings: FenceSettings,
+    fence: Fence,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = settings.interval();
+    let mut last_commit = std::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
-        if let Err(e) = register(&state, &node_name, host_ip.as_deref(), pod_cidr.as_deref()).await {
-            tracing::warn!(error = %e, "renewing the node's status failed");
+        // A commit that hangs (no quorum) counts as failed once the next beat is due.
+        let beat = tokio::time::timeout(interval.max(Duration::from_secs(1)), register(&state, &node_name, host_ip.as_deref(), pod_cidr.as_deref()));
+        match beat.await {
+            Ok(Ok(())) => {
+                last_commit = std::time::Instant::now();
+                if fence.set(false) {
+                    tracing::warn!(node = %node_name, "heartbeat committed again: fence lifted, this node's stateful pods may start again");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "renewing the node's status failed"),
+            Err(_) => tracing::warn!("renewing the node's status did not commit in time"),
+        }
+        let silent = last_commit.elapsed();
+        if should_fence(silent, &settings) && fence.set(true) {
+            let (pods, _) = state.list("Pod", None);
+            let stopping: Vec<String> = pods
+                .iter()
+                .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node_name.as_str()) && fenced_pod(p))
+                .map(|p| format!("{}/{}", p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""), p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")))
+                .collect();
+            tracing::error!(
+                node = %node_name,
+                silent_ms = silent.as_millis() as u64,
+                grace_ms = settings.grace.as_millis() as u64,
+                pods = %stopping.join(", "),
+                "cannot commit this node's heartbeat: fencing, stopping this node's StatefulSet pods and pods with claims before the cluster may move them"
+            );
         }
     }
 }
@@ -169,6 +304,47 @@ pub async fn heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_fences_before_the_grace_period_ends() {
+        let s = FenceSettings { grace: Duration::from_secs(10) };
+        assert_eq!(s.fence_after(), Duration::from_millis(7500));
+        assert_eq!(s.interval(), Duration::from_secs(2));
+        let small = FenceSettings { grace: Duration::from_secs(2) };
+        assert_eq!(small.fence_after(), Duration::from_millis(1500));
+        assert_eq!(small.interval(), Duration::from_millis(400));
+        let cases = [(Duration::from_secs(1), false), (Duration::from_millis(7500), false), (Duration::from_millis(7501), true), (Duration::from_secs(30), true)];
+        for (since, fenced) in cases {
+            assert_eq!(should_fence(since, &s), fenced, "{since:?}");
+        }
+        assert!(s.fence_after() < crate::controllers::node_lifecycle::Settings::default().grace, "the host fences before the leader may declare it lost");
+    }
+
+    #[test]
+    fn statefulset_pods_and_pods_with_claims_are_fenced_others_are_not() {
+        let cases = [
+            (json!({"metadata": {"ownerReferences": [{"kind": "StatefulSet", "controller": true}]}}), true),
+            (json!({"metadata": {}, "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]}}), true),
+            (json!({"metadata": {"ownerReferences": [{"kind": "Job", "controller": true}]}, "spec": {"volumes": [{"name": "t", "emptyDir": {}}]}}), false),
+            (json!({"metadata": {"ownerReferences": [{"kind": "DaemonSet", "controller": true}]}}), false),
+        ];
+        for (pod, fenced) in cases {
+            assert_eq!(fenced_pod(&pod), fenced, "{pod}");
+        }
+    }
+
+    #[test]
+    fn the_fence_tells_its_followers_when_it_changes() {
+        let fence = Fence::new();
+        let mut follower = fence.subscribe();
+        assert!(!fence.set(false), "no change");
+        assert!(fence.set(true));
+        assert!(follower.has_changed().unwrap() && *follower.borrow_and_update());
+        assert!(fence.is_raised());
+        assert!(!fence.set(true));
+        assert!(fence.set(false));
+        assert!(!*follower.borrow_and_update());
+    }
 
     #[test]
     fn status_keeps_transition_times_and_reports_capacity() {
