@@ -14,6 +14,13 @@ pub struct Cli {
     /// The agent's API socket [default: /run/berth/berth.sock; for `agent`: <run-dir>/berth.sock].
     #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Talk to the agent at https://HOST:PORT (with the client certificate of --kubeconfig)
+    /// instead of the local socket.
+    #[arg(long, global = true, env = "BERTH_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// A kubeconfig (from `berth kubeconfig`) giving the server, CA and client certificate.
+    #[arg(long, global = true, env = "BERTH_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,6 +65,35 @@ pub enum Command {
     Node(NodeArgs),
     /// Print the client and agent versions.
     Version,
+    /// Manage join tokens (`token create --ttl 24h`).
+    Token(TokenArgs),
+    /// Print a kubeconfig (server, CA, admin client certificate) for kubectl and `--kubeconfig`.
+    Kubeconfig(KubeconfigArgs),
+    /// Show the cluster's raft members (leader, voters, learners).
+    Members,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token for `berth agent --join HOST:PORT --token TOKEN`.
+    Create {
+        /// How long the token is valid (s, m, h or d) [default: 24h].
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        ttl: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// The server URL to put in it [default: this host's advertise address].
+    #[arg(long = "for-server", value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// How `get` prints.

@@ -16,7 +16,7 @@ use tokio::net::UnixStream;
 /// A failed API call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to the berth agent at {path} (is `berth agent` running, and are you root?)")]
+    #[error("cannot connect to the berth agent at {} (is `berth agent` running, and are you root?)", .path.display())]
     Connect {
         path: PathBuf,
         #[source]
@@ -50,15 +50,35 @@ impl ClientError {
     }
 }
 
-/// A client bound to one agent socket.
+/// A client bound to one agent: its unix socket, or its peer port over HTTPS.
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    https: Option<Https>,
+}
+
+#[derive(Clone)]
+struct Https {
+    authority: String,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Https {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Https").field("authority", &self.authority).finish_non_exhaustive()
+    }
 }
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Client {
-        Client { socket: socket.into() }
+        Client { socket: socket.into(), https: None }
+    }
+
+    /// A client of the agent at `authority` (`HOST:PORT`) over HTTPS with `tls` (the cluster
+    /// CA and a client certificate).
+    pub fn https(authority: impl Into<String>, tls: std::sync::Arc<rustls::ClientConfig>) -> Client {
+        let authority = authority.into();
+        Client { socket: PathBuf::from(format!("https://{authority}")), https: Some(Https { authority, tls }) }
     }
 
     pub fn socket(&self) -> &Path {
@@ -73,15 +93,34 @@ impl Client {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<Response<Incoming>, ClientError> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ClientError::Connect { path: self.socket.clone(), source })?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(ClientError::Http)?;
-        tokio::spawn(async move {
-            // The connection ends when the response body is dropped or finished.
-            let _ = connection.await;
-        });
+        let mut sender = match &self.https {
+            None => {
+                let stream = UnixStream::connect(&self.socket)
+                    .await
+                    .map_err(|source| ClientError::Connect { path: self.socket.clone(), source })?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(ClientError::Http)?;
+                tokio::spawn(async move {
+                    // The connection ends when the response body is dropped or finished.
+                    let _ = connection.await;
+                });
+                sender
+            }
+            Some(https) => {
+                let connect = |source| ClientError::Connect { path: self.socket.clone(), source };
+                let host = https.authority.rsplit_once(':').map_or(https.authority.as_str(), |(host, _)| host);
+                let name = rustls::pki_types::ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
+                    .map_err(|e| connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+                let tcp = tokio::net::TcpStream::connect(&https.authority).await.map_err(connect)?;
+                let stream = tokio_rustls::TlsConnector::from(https.tls.clone()).connect(name, tcp).await.map_err(connect)?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(ClientError::Http)?;
+                tokio::spawn(async move {
+                    let _ = connection.with_upgrades().await;
+                });
+                sender
+            }
+        };
         let mut builder = Request::builder()
             .method(method)
             .uri(path_and_query)

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod client;
+mod cluster;
 mod create;
 mod describe;
 mod exec;
@@ -63,7 +64,15 @@ impl Ctx {
 
 /// Runs a client command and turns the outcome into kubectl's exit behaviour.
 pub async fn run(socket: std::path::PathBuf, command: Command) -> ExitCode {
-    let ctx = Ctx { client: Client::new(socket) };
+    let client = match cluster::remote_client() {
+        Ok(Some(client)) => client,
+        Ok(None) => Client::new(socket),
+        Err(e) => {
+            eprintln!("error: {}", error_text(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = Ctx { client };
     let result = match command {
         Command::Agent(_) => unreachable!("the agent is started by main"),
         Command::Apply(a) => apply(&ctx, a).await,
@@ -84,6 +93,9 @@ pub async fn run(socket: std::path::PathBuf, command: Command) -> ExitCode {
         Command::Drain(a) => node::drain(&ctx, a).await,
         Command::Node(a) => node::node(&ctx, a).await,
         Command::Version => version(&ctx).await,
+        Command::Token(a) => cluster::token(&ctx, a).await,
+        Command::Kubeconfig(a) => cluster::kubeconfig(&ctx, a).await,
+        Command::Members => cluster::members(&ctx).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,206 @@
+//! The cluster end to end: real agents on simulated hosts (a network namespace each, joined
+//! by veths to a LAN bridge), started from the built binary, driven through the CLI.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::IMAGE;
+use common::cluster::Cluster;
+
+fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n")
+}
+
+fn nodes(cluster: &Cluster, asking: usize) -> Vec<String> {
+    let list = cluster.hosts[asking].json(&["get", "nodes"]);
+    let mut names: Vec<String> =
+        list["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+fn three_voters(cluster: &Cluster) {
+    cluster.hosts[0].wait_for("three voters", 60, || {
+        let roles = cluster.roles(0);
+        let voting = roles.iter().filter(|(_, role)| role == "leader" || role == "voter").count();
+        (roles.len() == 3 && voting == 3).then_some(())
+    });
+}
+
+#[test]
+fn three_hosts_join_with_a_token_and_a_wrong_token_or_another_clusters_ca_is_refused() {
+    let mut cluster = Cluster::start("join", 3);
+    three_voters(&cluster);
+    for asking in 0..3 {
+        let want: Vec<String> = vec!["h1".into(), "h2".into(), "h3".into()];
+        cluster.hosts[asking].wait_for("every node on every host", 30, || (nodes(&cluster, asking) == want).then_some(()));
+    }
+    // Every node got its own pod CIDR.
+    let list = cluster.hosts[2].json(&["get", "nodes"]);
+    let mut cidrs: Vec<String> =
+        list["items"].as_array().unwrap().iter().map(|n| n["spec"]["podCIDR"].as_str().unwrap_or("").to_string()).collect();
+    cidrs.sort();
+    cidrs.dedup();
+    assert_eq!(cidrs.len(), 3, "{cidrs:?}");
+
+    // A right CA with a secret that was never issued.
+    let token = cluster.hosts[0].ok(&["token", "create"]).trim().to_string();
+    let (fingerprint, _) = token.split_once("::").unwrap();
+    let wrong_secret = format!("{fingerprint}::abcdef.0123456789abcdef");
+    let index = cluster.add_host();
+    let server = format!("{}:7443", cluster.hosts[0].ip);
+    cluster.hosts[index].add_args(&["--join", &server, "--token", &wrong_secret]);
+    cluster.hosts[index].spawn();
+    let log = cluster.hosts[index].wait_exit(60);
+    assert!(log.contains("join token abcdef is not known"), "{log}");
+
+    // The issued secret, but another cluster's CA fingerprint.
+    let (_, credentials) = token.split_once("::").unwrap();
+    let other_ca = format!("K10{}::{credentials}", "0".repeat(64));
+    let index = cluster.add_host();
+    cluster.hosts[index].add_args(&["--join", &server, "--token", &other_ca]);
+    cluster.hosts[index].spawn();
+    let log = cluster.hosts[index].wait_exit(60);
+    assert!(log.contains("is not the one the join token names"), "{log}");
+
+    // A clashing name: a host calling itself h2.
+    let index = cluster.add_host();
+    cluster.hosts[index].name = "h2".into();
+    cluster.hosts[index].add_args(&["--join", &server, "--token", &token]);
+    cluster.hosts[index].spawn();
+    let log = cluster.hosts[index].wait_exit(60);
+    assert!(log.contains("node name \"h2\" is already used"), "{log}");
+
+    // The cluster is unchanged.
+    assert_eq!(cluster.roles(0).len(), 3, "{:?}", cluster.roles(0));
+    assert_eq!(nodes(&cluster, 0), vec!["h1", "h2", "h3"]);
+}
+
+#[test]
+fn killing_the_leader_elects_a_new_leader_that_takes_writes() {
+    let mut cluster = Cluster::start("leaderkill", 3);
+    three_voters(&cluster);
+    let leader = cluster.hosts[0].wait_for("a leader", 30, || cluster.leader(0));
+    cluster.hosts[leader].kill();
+    let survivor = (0..3).find(|&i| i != leader).unwrap();
+    let other = (0..3).find(|&i| i != leader && i != survivor).unwrap();
+    cluster.hosts[survivor].wait_for("a write after the leader died", 60, || {
+        cluster.hosts[survivor].apply(&config_map("after", "new-leader")).status.success().then_some(())
+    });
+    let new_leader = cluster.hosts[survivor].wait_for("a new leader", 30, || cluster.leader(survivor).filter(|&l| l != leader));
+    assert_ne!(new_leader, leader);
+    cluster.hosts[other].wait_for("the write replicated", 30, || {
+        let out = cluster.hosts[other].berth(&["get", "configmap", "after", "-o", "json"]);
+        out.status.success().then_some(())
+    });
+}
+
+#[test]
+fn restarting_all_agents_at_once_keeps_the_whole_state() {
+    let mut cluster = Cluster::start("restartall", 3);
+    three_voters(&cluster);
+    for i in 0..5 {
+        let out = cluster.hosts[i % 3].apply(&config_map(&format!("kept-{i}"), &format!("v{i}")));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for host in &mut cluster.hosts {
+        host.stop();
+    }
+    for host in &mut cluster.hosts {
+        host.spawn();
+    }
+    for host in &mut cluster.hosts {
+        host.wait_serving(90);
+    }
+    for (index, host) in cluster.hosts.iter().enumerate() {
+        for i in 0..5 {
+            let object = host.json(&["get", "configmap", &format!("kept-{i}")]);
+            assert_eq!(object["data"]["value"], format!("v{i}"), "host {index}");
+        }
+    }
+    // And the cluster takes writes again.
+    cluster.hosts[2].wait_for("a write after the restart", 60, || {
+        cluster.hosts[2].apply(&config_map("after-restart", "ok")).status.success().then_some(())
+    });
+}
+
+fn pod(name: &str, node: &str, command: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: net\nspec:\n  nodeName: {node}\n  hostname: {name}\n  subdomain: net\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", {command:?}]\n"
+    )
+}
+
+const HEADLESS: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: net\nspec:\n  clusterIP: None\n  selector:\n    app: net\n  ports:\n  - name: http\n    port: 8080\n";
+
+fn wait_ready(cluster: &Cluster, asking: usize, name: &str) -> String {
+    cluster.hosts[asking].wait_for(&format!("pod {name} ready"), 120, || {
+        let out = cluster.hosts[asking].berth(&["get", "pod", name, "-o", "json"]);
+        let pod: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let ready = pod["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then(|| pod["status"]["podIP"].as_str().map(str::to_string)).flatten()
+    })
+}
+
+#[test]
+fn a_pod_on_host_one_resolves_and_reaches_a_pod_on_host_three_by_dns_name_and_every_host_answers() {
+    let cluster = Cluster::start("podnet", 3);
+    three_voters(&cluster);
+    let out = cluster.hosts[0].apply(HEADLESS);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cluster.hosts[0].apply(&pod(
+        "server",
+        "h3",
+        "mkdir -p /www && echo hello-from-h3 > /www/index.html && exec httpd -f -p 8080 -h /www",
+    ));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cluster.hosts[0].apply(&pod("client", "h1", "exec sleep 3600"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server_ip = wait_ready(&cluster, 0, "server");
+    wait_ready(&cluster, 0, "client");
+    // Every host's DNS answers for the pod on h3.
+    for host in &cluster.hosts {
+        host.wait_for("the pod's record on this host", 30, || (host.dig("server.net.default.svc.cluster.local") == server_ip).then_some(()));
+    }
+    // The client on h1 reaches it by name, across hosts (host-gw routes).
+    let answer = cluster.hosts[0].wait_for("an HTTP answer across hosts", 60, || {
+        let out = cluster.hosts[0].berth(&["exec", "client", "--", "wget", "-q", "-O", "-", "http://server.net:8080/"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("hello-from-h3").then_some(text)
+    });
+    assert!(answer.contains("hello-from-h3"));
+}
+
+#[test]
+fn a_partitioned_minority_refuses_writes_with_no_quorum_and_its_dns_still_answers() {
+    let cluster = Cluster::start("partition", 3);
+    three_voters(&cluster);
+    let out = cluster.hosts[0].apply(HEADLESS);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cluster.hosts[0].apply(&pod("web", "h1", "exec sleep 3600"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ip = wait_ready(&cluster, 0, "web");
+    let minority = 2;
+    cluster.hosts[minority].wait_for("the record on the future minority", 30, || {
+        (cluster.hosts[minority].dig("web.net.default.svc.cluster.local") == ip).then_some(())
+    });
+    cluster.cut(minority);
+    let started = Instant::now();
+    let refusal = cluster.hosts[minority].wait_for("a no-quorum refusal", 60, || {
+        let out = cluster.hosts[minority].apply(&config_map("minority", "x"));
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        (!out.status.success() && text.contains("no quorum")).then_some(text)
+    });
+    assert!(refusal.contains("no quorum"), "{refusal}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // Reads and DNS keep working from the local replica.
+    cluster.hosts[minority].ok(&["get", "pod", "web"]);
+    assert_eq!(cluster.hosts[minority].dig("web.net.default.svc.cluster.local"), ip);
+    // The majority still takes writes.
+    cluster.hosts[0].wait_for("a majority write", 60, || cluster.hosts[0].apply(&config_map("majority", "y")).status.success().then_some(()));
+    // Healed, the minority catches up.
+    cluster.reconnect(minority);
+    cluster.hosts[minority].wait_for("the majority's write replicated", 60, || {
+        cluster.hosts[minority].berth(&["get", "configmap", "majority"]).status.success().then_some(())
+    });
+}
