@@ -204,3 +204,122 @@ fn a_partitioned_minority_refuses_writes_with_no_quorum_and_its_dns_still_answer
         cluster.hosts[minority].berth(&["get", "configmap", "majority"]).status.success().then_some(())
     });
 }
+
+fn kubectl(cluster: &Cluster, host: usize, kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &cluster.hosts[host].netns, "kubectl", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn kubectl_with_the_kubeconfig_lists_nodes_and_pods_and_applies_and_deletes_a_statefulset() {
+    let cluster = Cluster::start("kubectl", 2);
+    let kubeconfig = cluster.hosts[1].dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, cluster.hosts[1].ok(&["kubeconfig"])).unwrap();
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(text.contains(&format!("server: https://{}:7443", cluster.hosts[1].ip)), "{text}");
+    // kubectl on h1 talks to h2, a learner: reads are local, writes are forwarded to the leader.
+    let out = kubectl(&cluster, 0, &kubeconfig, &["get", "nodes"], None);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(listing.contains("h1") && listing.contains("h2"), "{listing}");
+    let set = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: kweb\nspec:\n  serviceName: kweb\n  replicas: 1\n  selector:\n    matchLabels:\n      app: kweb\n  template:\n    metadata:\n      labels:\n        app: kweb\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"3600\"]\n"
+    );
+    let out = kubectl(&cluster, 0, &kubeconfig, &["apply", "-f", "-"], Some(&set));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cluster.hosts[0].wait_for("kweb-0 via kubectl", 120, || {
+        let out = kubectl(&cluster, 0, &kubeconfig, &["get", "pods"], None);
+        String::from_utf8_lossy(&out.stdout).contains("kweb-0").then_some(())
+    });
+    let out = kubectl(&cluster, 0, &kubeconfig, &["delete", "statefulset", "kweb"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cluster.hosts[0].wait_for("the set gone", 60, || {
+        (!cluster.hosts[0].berth(&["get", "statefulset", "kweb"]).status.success()).then_some(())
+    });
+    // The berth CLI itself, remote over HTTPS with the same kubeconfig.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &cluster.hosts[0].netns])
+        .arg(common::berth_bin())
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "get", "nodes"])
+        .env_remove("BERTH_SOCKET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("h2"));
+}
+
+fn curl(cluster: &Cluster, host: usize, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &cluster.hosts[host].netns, "curl", "-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("running curl")
+}
+
+#[test]
+fn a_forged_certificate_an_expired_token_and_a_huge_body_are_refused_and_change_nothing() {
+    let mut cluster = Cluster::start("badinput", 1);
+    let host = &cluster.hosts[0];
+    let dir = host.dir.clone();
+    let ca_pem = std::fs::read_to_string(host.data_dir().join("pki/ca.crt")).unwrap();
+    std::fs::write(dir.join("ca.crt"), &ca_pem).unwrap();
+    let url = |path: &str| format!("https://{}:7443{path}", cluster.hosts[0].ip);
+    let before = cluster.hosts[0].json(&["get", "configmaps"])["items"].as_array().unwrap().len();
+
+    // A node certificate from another CA with the same name: the TLS handshake fails.
+    let forger = berth_agent::cluster::pki::Ca::generate("evil").unwrap();
+    let forged = forger.sign_node("h1", &[cluster.hosts[0].ip.parse().unwrap()]).unwrap();
+    std::fs::write(dir.join("forged.crt"), &forged.cert_pem).unwrap();
+    std::fs::write(dir.join("forged.key"), &forged.key_pem).unwrap();
+    let command = r#"{"Create":{"object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"forged","namespace":"default"}},"uid":"x","now":0}}"#;
+    let out = curl(&cluster, 0, &[
+        "--cacert", dir.join("ca.crt").to_str().unwrap(),
+        "--cert", dir.join("forged.crt").to_str().unwrap(),
+        "--key", dir.join("forged.key").to_str().unwrap(),
+        "-H", "content-type: application/json", "-d", command, &url("/peer/v1/propose"),
+    ]);
+    assert!(!out.status.success(), "a forged certificate was accepted: {}", String::from_utf8_lossy(&out.stdout));
+    // Without any certificate: peer endpoints and the API say so.
+    let out = curl(&cluster, 0, &["--cacert", dir.join("ca.crt").to_str().unwrap(), "-d", command, &url("/peer/v1/propose")]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("need a node certificate"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = curl(&cluster, 0, &["--cacert", dir.join("ca.crt").to_str().unwrap(), &url("/api/v1/namespaces/default/configmaps")]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("needs a client certificate"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // A huge body on the join endpoint (no certificate needed there) is refused.
+    let huge = dir.join("huge.json");
+    std::fs::write(&huge, vec![b' '; 8 << 20]).unwrap();
+    let out = curl(&cluster, 0, &[
+        "--cacert", dir.join("ca.crt").to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}",
+        "-H", "content-type: application/json", "--data-binary", &format!("@{}", huge.display()), &url("/cluster/v1/join"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "413", "{}", String::from_utf8_lossy(&out.stderr));
+
+    // An expired token.
+    let token = cluster.hosts[0].ok(&["token", "create", "--ttl", "1s"]).trim().to_string();
+    std::thread::sleep(Duration::from_millis(2100));
+    let index = cluster.add_host();
+    let server = format!("{}:7443", cluster.hosts[0].ip);
+    cluster.hosts[index].add_args(&["--join", &server, "--token", &token]);
+    cluster.hosts[index].spawn();
+    let log = cluster.hosts[index].wait_exit(60);
+    assert!(log.contains("expired at"), "{log}");
+
+    let after = cluster.hosts[0].json(&["get", "configmaps"])["items"].as_array().unwrap().len();
+    assert_eq!(before, after);
+    assert_eq!(cluster.roles(0).len(), 1);
+    let nodes = cluster.hosts[0].json(&["get", "nodes"]);
+    assert_eq!(nodes["items"].as_array().unwrap().len(), 1);
+}
