@@ -200,3 +200,39 @@ fn node_commands_name_unknown_nodes_and_refuse_to_forget_a_ready_one() {
     assert_eq!(agent.ok(&["cordon", &agent.name]).trim(), format!("node/{} cordoned", agent.name));
     assert_eq!(agent.ok(&["cordon", &agent.name]).trim(), format!("node/{} already cordoned", agent.name));
 }
+
+#[test]
+fn the_surge_example_keeps_a_ready_pod_on_the_node_throughout_an_update() {
+    let agent = Agent::start();
+    let example = common::workspace().join("examples/daemonset-surge.yaml");
+    let manifest = std::fs::read_to_string(&example).expect("the example");
+    agent.apply(&manifest);
+    let (_, first_uid, _, _, _) = agent.wait_for("the probe pod Ready", 60, || {
+        let pods = pods_of(&agent, "probe");
+        (pods.len() == 1 && pods[0].3).then(|| pods[0].clone())
+    });
+    agent.apply(&manifest.replace("sleep 5", "sleep 4"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut saw_two = false;
+    loop {
+        let pods = pods_of(&agent, "probe");
+        let live: Vec<_> = pods.iter().filter(|p| !p.4).collect();
+        assert!(live.iter().any(|p| p.3), "no Ready pod on the node during a surge update: {pods:?}");
+        assert!(live.len() <= 2, "maxSurge 1: at most two pods on the node: {pods:?}");
+        saw_two |= live.len() == 2;
+        if live.len() == 1 && live[0].1 != first_uid && pods.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the surge update did not finish: {pods:?}\n{}", common::tail(&agent.log(), 40));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(saw_two, "the new pod ran beside the old one before it stopped");
+}
+
+#[test]
+fn the_node_logger_example_is_admitted() {
+    let agent = Agent::start();
+    let example = common::workspace().join("examples/daemonset-node-logger.yaml");
+    let out = agent.ok(&["apply", "-f", example.to_str().unwrap(), "--dry-run=server"]);
+    assert!(out.contains("daemonset.apps/node-logger"), "{out}");
+}

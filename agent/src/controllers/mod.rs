@@ -66,13 +66,23 @@ pub async fn create_object(state: &State, object: Value) -> Result<Arc<Value>, W
 
 /// Starts every controller; they stop when `shutdown` turns true.
 pub fn start_all(ctx: Context, shutdown: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    start_all_with(ctx, node_lifecycle::Settings::default(), shutdown)
+}
+
+/// Starts every controller, the node lifecycle controller with `node_monitor` (the agent's
+/// `--node-monitor-grace-period`); they stop when `shutdown` turns true.
+pub fn start_all_with(
+    ctx: Context,
+    node_monitor: node_lifecycle::Settings,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(namespace::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(statefulset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(daemonset::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(node_lifecycle::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(node_lifecycle::run_with(ctx.clone(), node_monitor, shutdown.clone())),
         tokio::spawn(cronjob::run(ctx, shutdown)),
     ]
 }
