@@ -28,10 +28,11 @@ pub struct MemberView {
 
 /// The voter set the leader should move to, or `None` when the current one is right.
 ///
-/// Current voters are kept (a membership change never removes a voter that may be needed
-/// for the quorum that commits it); caught-up learners are promoted in id order until the
-/// target count is reached; surplus voters (after hosts left) are demoted highest id first,
-/// never the leader.
+/// Caught-up learners are promoted in id order until the target count is reached; surplus
+/// voters (after hosts left) are demoted, lagging ones first, else highest id first, never
+/// the leader. Then one voter that lags (down or cut off) is swapped for a caught-up learner,
+/// one per call, so that a lost host does not hold a voting seat another host could hold
+/// (the change commits with the majority of the old voters that is still up).
 pub fn plan_voters(members: &[MemberView], leader: NodeId) -> Option<BTreeSet<NodeId>> {
     let target = voter_count(members.len());
     let current: BTreeSet<NodeId> = members.iter().filter(|m| m.voter).map(|m| m.id).collect();
@@ -43,10 +44,27 @@ pub fn plan_voters(members: &[MemberView], leader: NodeId) -> Option<BTreeSet<No
         planned.insert(member.id);
     }
     while planned.len() > target {
-        let Some(&victim) = planned.iter().rev().find(|&&id| id != leader) else {
+        let lagging = members
+            .iter()
+            .rev()
+            .find(|m| planned.contains(&m.id) && !m.caught_up && m.id != leader)
+            .map(|m| m.id);
+        let Some(victim) =
+            lagging.or_else(|| planned.iter().rev().copied().find(|&id| id != leader))
+        else {
             break;
         };
         planned.remove(&victim);
+    }
+    let lagging_voter = members
+        .iter()
+        .find(|m| planned.contains(&m.id) && !m.caught_up && m.id != leader);
+    let spare_learner = members
+        .iter()
+        .find(|m| !planned.contains(&m.id) && m.caught_up);
+    if let (Some(lagging), Some(spare)) = (lagging_voter, spare_learner) {
+        planned.remove(&lagging.id);
+        planned.insert(spare.id);
     }
     (planned != current && !planned.is_empty()).then_some(planned)
 }
@@ -114,6 +132,37 @@ mod tests {
                     view(1, true, true),
                     view(2, true, true),
                     view(3, true, true),
+                    view(4, false, true),
+                    view(5, false, true),
+                ],
+                Some(vec![1, 2, 3, 4, 5]),
+            ),
+            (
+                "a lagging voter is swapped for a caught-up learner",
+                vec![
+                    view(1, true, true),
+                    view(2, true, true),
+                    view(3, true, false),
+                    view(4, false, true),
+                ],
+                Some(vec![1, 2, 4]),
+            ),
+            (
+                "a lagging voter stays when no learner can take its seat",
+                vec![
+                    view(1, true, true),
+                    view(2, true, true),
+                    view(3, true, false),
+                    view(4, false, false),
+                ],
+                None,
+            ),
+            (
+                "five hosts make five voters even with a lagging one",
+                vec![
+                    view(1, true, true),
+                    view(2, true, false),
+                    view(3, true, false),
                     view(4, false, true),
                     view(5, false, true),
                 ],
