@@ -236,3 +236,74 @@ fn the_node_logger_example_is_admitted() {
     let out = agent.ok(&["apply", "-f", example.to_str().unwrap(), "--dry-run=server"]);
     assert!(out.contains("daemonset.apps/node-logger"), "{out}");
 }
+
+fn bound_pod(name: &str, node: &str, extra: Value) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]}
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        match k.as_str() {
+            "metadata" => pod["metadata"].as_object_mut().unwrap().extend(v.as_object().unwrap().clone()),
+            "spec" => pod["spec"].as_object_mut().unwrap().extend(v.as_object().unwrap().clone()),
+            _ => unreachable!(),
+        }
+    }
+    pod
+}
+
+/// A node that never posts status (a Node object no agent renews) is handled as a lost host:
+/// Unknown and tainted after the grace period, then its pods are evicted, pinned or kept; then
+/// `node forget` gives it up.
+#[test]
+fn a_silent_node_is_marked_unknown_and_its_pods_are_evicted_pinned_or_kept() {
+    let agent = Agent::start();
+    let ghost = format!("ghost-{}", agent.name);
+    agent.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": ghost, "labels": {"kubernetes.io/hostname": ghost}}}).to_string());
+    agent.apply(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}, "data": {}}).to_string());
+    let owner_uid = agent.json(&["get", "configmap", "owner"])["metadata"]["uid"].as_str().unwrap().to_string();
+    agent.apply(
+        &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data-ghost", "annotations": {"volume.kubernetes.io/selected-node": ghost}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}})
+        .to_string(),
+    );
+    let controlled = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid, "controller": true}]}});
+    agent.apply(&bound_pod("movable", &ghost, controlled).to_string());
+    let claim = json!({"spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-ghost"}}]}});
+    agent.apply(&bound_pod("pinned", &ghost, claim).to_string());
+    agent.apply(&bound_pod("bare", &ghost, json!({})).to_string());
+
+    let node = agent.wait_for("the silent node to be Unknown and tainted", 40, || {
+        let node = agent.json(&["get", "node", &ghost]);
+        let tainted = node.pointer("/spec/taints").and_then(Value::as_array).is_some_and(|ts| {
+            ts.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")
+        });
+        let unknown = node.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+            cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
+        });
+        (tainted && unknown).then_some(node)
+    });
+    assert!(node["status"]["conditions"].as_array().unwrap().iter().any(|c| c["reason"] == "NodeStatusNeverUpdated"), "{node}");
+    let described = agent.ok(&["describe", "node", &ghost]);
+    assert!(described.contains("NodeNotReady"), "{described}");
+    // This host's own node keeps posting status and stays Ready.
+    assert!(condition(&agent.json(&["get", "node", &agent.name]), "Ready"));
+
+    agent.wait_for("the controlled pod to be evicted", 40, || agent.pod("movable").is_none().then_some(()));
+    let pinned = agent.wait_for("the pod with a local claim to be pinned", 20, || {
+        agent.pod("pinned").filter(|p| condition(p, "PinnedToLostNode"))
+    });
+    assert_eq!(pinned["spec"]["nodeName"], ghost.as_str());
+    let described = agent.ok(&["describe", "pod", "pinned"]);
+    assert!(described.contains("Pinned:") && described.contains(&format!("berth node forget {ghost}")), "{described}");
+    assert!(described.contains("PinnedToLostNode"), "the event is shown too:\n{described}");
+    assert!(agent.pod("bare").is_some(), "nothing would re-create a bare pod: it stays");
+
+    let out = agent.ok(&["node", "forget", &ghost]);
+    assert!(out.contains(&format!("node/{ghost} deleted")) && out.contains("persistentvolumeclaim/data-ghost released"), "{out}");
+    assert!(agent.berth(&["get", "node", &ghost]).status.code() != Some(0));
+    let pvc = agent.json(&["get", "pvc", "data-ghost"]);
+    assert!(pvc.pointer("/metadata/annotations/volume.kubernetes.io~1selected-node").is_none(), "{pvc}");
+    agent.wait_for("the ghost's pods to be removed", 20, || (agent.pod("pinned").is_none() && agent.pod("bare").is_none()).then_some(()));
+}

@@ -411,6 +411,11 @@ async fn mark_unreachable(
             c["lastTransitionTime"] = json!(now.to_rfc3339());
         }
     }
+    if !conds.iter().any(|c| c["type"] == "Ready") {
+        // A node that never posted status at all.
+        conds.push(json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusNeverUpdated",
+            "message": "Kubelet never posted node status.", "lastTransitionTime": now.to_rfc3339()}));
+    }
     status["conditions"] = json!(conds);
     commands.push(Command::UpdateStatus {
         key: ObjectKey::new("Node", "", name),
