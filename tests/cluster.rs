@@ -323,3 +323,28 @@ fn a_forged_certificate_an_expired_token_and_a_huge_body_are_refused_and_change_
     let nodes = cluster.hosts[0].json(&["get", "nodes"]);
     assert_eq!(nodes["items"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_join_to_a_cluster_that_lost_quorum_is_refused_and_adds_no_member() {
+    let mut cluster = Cluster::start("noquorum", 3);
+    three_voters(&cluster);
+    let token = cluster.hosts[0].ok(&["token", "create"]).trim().to_string();
+    cluster.hosts[1].kill();
+    cluster.hosts[2].kill();
+    std::thread::sleep(Duration::from_secs(4));
+    let index = cluster.add_host();
+    let server = format!("{}:7443", cluster.hosts[0].ip);
+    cluster.hosts[index].add_args(&["--join", &server, "--token", &token]);
+    cluster.hosts[index].spawn();
+    let log = cluster.hosts[index].wait_exit(60);
+    assert!(log.contains("no quorum") || log.contains("no leader"), "{log}");
+    // When the majority returns, the refused host is not a member.
+    cluster.hosts[1].spawn();
+    cluster.hosts[2].spawn();
+    cluster.hosts[1].wait_serving(90);
+    cluster.hosts[2].wait_serving(90);
+    cluster.hosts[0].wait_for("a write with the majority back", 60, || {
+        cluster.hosts[0].apply(&config_map("back", "ok")).status.success().then_some(())
+    });
+    assert_eq!(cluster.roles(0).len(), 3, "{:?}", cluster.roles(0));
+}

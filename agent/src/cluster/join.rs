@@ -335,6 +335,9 @@ impl Cluster {
             .sign_node(&request.node_name, &[address.ip()])
             .map_err(|e| format!("cannot sign the node certificate: {e}"))?;
 
+        // Refuse before writing anything: a membership entry appended without quorum would
+        // commit later, when the majority returns, and add a host that gave up.
+        state.check_quorum().map_err(|error| error.to_string())?;
         let member = Member {
             name: request.node_name.clone(),
             address: request.address.clone(),

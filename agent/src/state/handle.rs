@@ -169,9 +169,9 @@ pub enum ProposeError {
     },
 }
 
-/// A leader that heard from no majority for this long refuses writes at once (twice the
-/// largest election timeout: followers would have elected another leader by then).
-const QUORUM_SILENCE_MS: u64 = 6000;
+/// A leader that heard from no majority for this long refuses writes at once (the largest
+/// election timeout: six heartbeats were missed, and followers start electing another leader).
+const QUORUM_SILENCE_MS: u64 = 3000;
 
 /// The leader's answer to a forwarded write (the body of the peer `propose` endpoint).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -482,8 +482,8 @@ impl State {
     }
 
     /// Refuses a write at once on a leader that has not heard from a majority for longer than
-    /// an election timeout.
-    fn check_quorum(&self) -> Result<(), ProposeError> {
+    /// an election timeout (a follower is not checked here: its writes go to the leader).
+    pub fn check_quorum(&self) -> Result<(), ProposeError> {
         let metrics = self.inner.raft.metrics().borrow().clone();
         if metrics.current_leader != Some(self.inner.node_id) {
             return Ok(());
