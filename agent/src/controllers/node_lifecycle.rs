@@ -74,7 +74,7 @@ impl Settings {
 
     /// How often the controller looks at heartbeats.
     pub fn tick(&self) -> Duration {
-        (self.grace / 8).clamp(Duration::from_millis(100), Duration::from_secs(1))
+        (self.grace / 20).clamp(Duration::from_millis(100), Duration::from_millis(500))
     }
 }
 
