@@ -348,3 +348,19 @@ fn a_join_to_a_cluster_that_lost_quorum_is_refused_and_adds_no_member() {
     });
     assert_eq!(cluster.roles(0).len(), 3, "{:?}", cluster.roles(0));
 }
+
+#[test]
+fn a_host_joining_after_the_log_was_compacted_receives_the_state_as_a_snapshot() {
+    let mut cluster = Cluster::start("snapshot", 1);
+    // More entries than the state keeps before it snapshots and purges its log (1000).
+    let manifests: Vec<String> = (0..1100).map(|i| config_map(&format!("bulk-{i}"), &i.to_string())).collect();
+    let out = cluster.hosts[0].apply(&manifests.join("---\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cluster.join_host();
+    let count = |host: usize| cluster.hosts[host].json(&["get", "configmaps"])["items"].as_array().unwrap().len();
+    let want = count(0);
+    assert!(want >= 1100, "{want}");
+    cluster.hosts[1].wait_for("every object on the new host", 60, || (count(1) == want).then_some(()));
+    let object = cluster.hosts[1].json(&["get", "configmap", "bulk-1099"]);
+    assert_eq!(object["data"]["value"], "1099");
+}

@@ -441,16 +441,25 @@ impl State {
     pub async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
         // Refuse what is refused anyway without writing it to the log.
         precheck(&command)?;
-        let leader = self.inner.raft.metrics().borrow().current_leader;
-        if leader.is_some() && leader != Some(self.inner.node_id) {
-            return self.forward(command).await;
-        }
-        match self.propose_local(command.clone()).await {
-            Err(ProposeError::NotLeader { leader: Some((id, _)) }) if id != self.inner.node_id => self.forward(command).await,
-            Err(ProposeError::NotLeader { leader: None }) => {
-                Err(ProposeError::NoQuorum { reason: "no leader is elected".to_string() })
+        let mut leader = self.inner.raft.metrics().borrow().current_leader;
+        if leader.is_none() {
+            // An election may be under way: give it up to the largest election timeout.
+            let elected = self
+                .inner
+                .raft
+                .wait(Some(Duration::from_millis(QUORUM_SILENCE_MS)))
+                .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+                .await;
+            match elected {
+                Ok(metrics) => leader = metrics.current_leader,
+                Err(WaitError::ShuttingDown) => return Err(ProposeError::Shutdown),
+                Err(WaitError::Timeout(..)) => {}
             }
-            other => other,
+        }
+        match leader {
+            None => Err(ProposeError::NoQuorum { reason: "no leader is elected".to_string() }),
+            Some(id) if id == self.inner.node_id => self.propose_local(command).await,
+            Some(_) => self.forward(command).await,
         }
     }
 
