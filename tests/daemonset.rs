@@ -307,3 +307,18 @@ fn a_silent_node_is_marked_unknown_and_its_pods_are_evicted_pinned_or_kept() {
     assert!(pvc.pointer("/metadata/annotations/volume.kubernetes.io~1selected-node").is_none(), "{pvc}");
     agent.wait_for("the ghost's pods to be removed", 20, || (agent.pod("pinned").is_none() && agent.pod("bare").is_none()).then_some(()));
 }
+
+#[test]
+fn rollout_restart_and_status_follow_a_daemonset() {
+    let agent = Agent::start();
+    agent.apply(&daemon_set("restarted", None, "v1").to_string());
+    let out = agent.ok(&["rollout", "status", "ds/restarted", "--timeout", "60s"]);
+    assert!(out.trim_end().ends_with("daemon set \"restarted\" successfully rolled out"), "{out}");
+    let before = pods_of(&agent, "restarted");
+    assert_eq!(agent.ok(&["rollout", "restart", "ds/restarted"]).trim(), "daemonset.apps/restarted restarted");
+    let out = agent.ok(&["rollout", "status", "ds/restarted", "--timeout", "60s"]);
+    assert!(out.trim_end().ends_with("successfully rolled out"), "{out}");
+    let after = pods_of(&agent, "restarted");
+    assert_eq!(after.iter().filter(|p| !p.4).count(), 1);
+    assert!(after.iter().all(|p| p.1 != before[0].1), "the pod was replaced: {before:?} -> {after:?}");
+}

@@ -8,6 +8,7 @@ pub mod args;
 pub mod client;
 mod cluster;
 mod create;
+mod daemonset;
 mod describe;
 mod exec;
 mod image;
@@ -83,6 +84,7 @@ pub async fn run(socket: std::path::PathBuf, command: Command) -> ExitCode {
         Command::Exec(a) => exec::exec(&ctx, a).await,
         Command::Wait(a) => wait(&ctx, a).await,
         Command::Scale(a) => scale(&ctx, a).await,
+        Command::Rollout(a) if daemonset::handles(&a) => daemonset::rollout(&ctx, a).await,
         Command::Rollout(a) => rollout::rollout(&ctx, a).await,
         Command::Set(a) => rollout::set(&ctx, a).await,
         Command::Create(a) => create::create(&ctx, a).await,
