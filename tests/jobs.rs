@@ -564,11 +564,8 @@ fn forbid_skips_a_run_while_one_is_active_and_replace_replaces_it() {
     );
 }
 
-/// Needs pod networking and cluster DNS (`web-0.web` from a Job pod): in this build pods have
-/// no route to the DNS address yet, so it is ignored until the network issue lands
-/// (`cargo test -p berth-agent --test jobs -- --ignored` runs it).
+/// The example end to end: pod networking and cluster DNS (`web-0.web` from a Job pod).
 #[test]
-#[ignore = "needs pod networking and cluster DNS"]
 fn the_example_cronjob_saves_the_page_of_web_0_into_its_own_volume() {
     let agent = Agent::start();
     let examples = common::workspace().join("examples");

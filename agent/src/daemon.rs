@@ -193,6 +193,15 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     );
     let kubelet = Kubelet::start(node_context, shutdown_rx.clone()).context("adopting running containers")?;
 
+    // This node's claims: directories, size limits, Bound, usage (on every host).
+    let claim_node = crate::claims::node::ClaimNode::new(
+        state.clone(),
+        events.clone(),
+        config.node_name.clone(),
+        RuntimeDirs { run_dir: config.run_dir.clone(), data_dir: config.data_dir.clone() },
+    );
+    tokio::spawn(crate::claims::node::run(claim_node, shutdown_rx.clone()));
+
     // Controllers run only while this host leads.
     let controller_context = controllers::Context { state: state.clone(), events: events.clone(), node_name: config.node_name.clone() };
     let leader_tasks = tokio::spawn(leadership::run(state.clone(), shutdown_rx.clone(), move |stop| {

@@ -235,13 +235,18 @@ impl Agent {
         self.launch();
     }
 
-    /// Runs the CLI against this agent.
+    /// Runs the CLI against this agent. A command still running after [`CLI_TIME_LIMIT`] is
+    /// killed and fails the test: a hung CLI must not hang the whole test run.
     pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(berth_bin())
+        let child = Command::new(berth_bin())
             .args(args)
             .env("BERTH_SOCKET", &self.socket)
-            .output()
-            .expect("running berth")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running berth");
+        finish_within(child, &format!("berth {}", args.join(" ")))
     }
 
     /// Runs the CLI with stdin.
@@ -261,7 +266,7 @@ impl Agent {
             .expect("stdin")
             .write_all(stdin.as_bytes())
             .expect("writing stdin");
-        child.wait_with_output().expect("berth output")
+        finish_within(child, &format!("berth {}", args.join(" ")))
     }
 
     /// Runs the CLI and asserts success; returns stdout.
@@ -403,6 +408,31 @@ impl Drop for Agent {
         self.clean_up();
         let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
     }
+}
+
+/// How long one CLI command may take in a test (a `wait` or `rollout status` included).
+pub const CLI_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// Waits for `child` to exit and collects its output; kills it and panics, naming `what`,
+/// after [`CLI_TIME_LIMIT`].
+fn finish_within(child: Child, what: &str) -> Output {
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(CLI_TIME_LIMIT).is_err() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped yet (the waiting
+            // thread reaps it only after it exits).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            return true;
+        }
+        false
+    });
+    let output = child.wait_with_output().expect("berth output");
+    let _ = done.send(());
+    if watchdog.join().unwrap_or(false) {
+        panic!("{what} did not finish within {CLI_TIME_LIMIT:?} and was killed");
+    }
+    output
 }
 
 /// Runs a setup command; panics with its output when it fails.

@@ -528,9 +528,12 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<(), CliError> {
     for (kind, ns, name) in targets {
         let path = object_path(kind, &ns, &name);
         match ctx.client.json(Method::DELETE, &path, Some("application/json"), Some(&options)).await {
-            Ok(_) => {
+            Ok(answer) => {
                 println!("{} \"{name}\" deleted", kind_label(kind));
-                deleted.push(path);
+                // The object being deleted, by uid: a controller may re-create one of the
+                // same name (a StatefulSet pod) before this one is gone, as kubectl knows.
+                let uid = answer.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+                deleted.push((path, uid));
             }
             Err(e) if e.is_not_found() && a.ignore_not_found => {}
             Err(e) => {
@@ -541,21 +544,27 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<(), CliError> {
         }
     }
     if a.wait {
-        for path in deleted {
-            wait_gone(ctx, &path, None).await?;
+        for (path, uid) in deleted {
+            wait_gone(ctx, &path, uid.as_deref(), None).await?;
         }
     }
     failed.map_or(Ok(()), Err)
 }
 
-/// Waits until GET on `path` answers NotFound.
-async fn wait_gone(ctx: &Ctx, path: &str, timeout: Option<Duration>) -> Result<(), CliError> {
+/// Waits until GET on `path` answers NotFound, or (given the `uid` of the object deleted)
+/// an object of another uid has taken the name.
+async fn wait_gone(ctx: &Ctx, path: &str, uid: Option<&str>, timeout: Option<Duration>) -> Result<(), CliError> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     loop {
         match ctx.client.get(path).await {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e.into()),
-            Ok(_) => {}
+            Ok(current) => {
+                let current_uid = current.pointer("/metadata/uid").and_then(Value::as_str);
+                if uid.is_some() && current_uid.is_some() && current_uid != uid {
+                    return Ok(());
+                }
+            }
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Err(fail(format!("timed out waiting for the deletion of {path}")));

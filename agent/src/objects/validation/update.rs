@@ -266,9 +266,28 @@ fn validate_stateful_set_update(old: &StatefulSetSpec, new: &StatefulSetSpec) ->
         ));
     }
     if old_rest != new_rest || claims_changed {
+        // berth: say which immutable fields the update changed, as Kubernetes does not.
+        let old_fields = serde_json::to_value(&old_rest).unwrap_or_default();
+        let new_fields = serde_json::to_value(&new_rest).unwrap_or_default();
+        let mut changed: Vec<String> = old_fields
+            .as_object()
+            .into_iter()
+            .chain(new_fields.as_object())
+            .flat_map(|fields| fields.keys())
+            .filter(|key| old_fields.get(key.as_str()) != new_fields.get(key.as_str()))
+            .map(|key| format!("spec.{key}"))
+            .collect();
+        if claims_changed {
+            changed.push("spec.volumeClaimTemplates".to_string());
+        }
+        changed.sort();
+        changed.dedup();
         errors.push(FieldError::forbidden(
             &FieldPath::new("spec"),
-            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds' and 'podManagementPolicy' are forbidden (berth also allows growing volumeClaimTemplates[*].spec.resources.requests.storage)",
+            &format!(
+                "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds' and 'podManagementPolicy' are forbidden (berth also allows growing volumeClaimTemplates[*].spec.resources.requests.storage); this update changes {}",
+                changed.join(", ")
+            ),
         ));
     }
     errors
