@@ -55,6 +55,7 @@ ip netns add "$LAN"
 ip -n "$LAN" link set lo up
 ip -n "$LAN" link add br0 type bridge
 ip -n "$LAN" link set br0 up
+ip -n "$LAN" addr add 10.77.0.1/24 dev br0 # the probe queries the hosts from here
 for i in 1 2 3; do
     ip netns add "$P-h$i"
     ip -n "$P-h$i" link set lo up
@@ -70,7 +71,8 @@ sock() { echo "$WORK/h$1/run/berth.sock"; }
 berth() { h=$1; shift; BERTH_SOCKET=$(sock "$h") "$BIN/berth" "$@"; }
 start() {
     i=$1; shift
-    ip netns exec "$P-h$i" "$BIN/berth" agent --data-dir "$WORK/h$i/data" --run-dir "$WORK/h$i/run" \
+    # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup hierarchies.
+    nsenter --net="/run/netns/$P-h$i" "$BIN/berth" agent --data-dir "$WORK/h$i/data" --run-dir "$WORK/h$i/run" \
         --node-name "h$i" --cgroup-parent "$P-h$i" --shim-path "$BIN/berth-shim" \
         --advertise-address "10.77.0.1$i" --dns-listen "10.77.0.1$i:53" "$@" >"$WORK/h$i.log" 2>&1 &
     PIDS="$PIDS $!"
@@ -79,6 +81,11 @@ start() {
         berth "$i" version >/dev/null 2>&1 && break
         sleep 0.1
     done
+    if ! berth "$i" version >/dev/null 2>&1; then
+        echo "the agent on h$i did not start; its log:" >&2
+        tail -30 "$WORK/h$i.log" >&2
+        exit 1
+    fi
     berth "$i" image import "$IMAGE_DIR" >/dev/null
 }
 mkdir -p "$WORK/h1" "$WORK/h2" "$WORK/h3"
