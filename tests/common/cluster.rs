@@ -403,6 +403,24 @@ impl Host {
                 let _ = berth_runtime::cgroup::remove_tree(&dir, deadline);
             }
         }
+        // Hierarchies the runtime's layout does not list (the named systemd one, the unified
+        // one beside v1) still got the parent: remove what is left, deepest first.
+        if let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") {
+            for root in roots.flatten() {
+                remove_empty_tree(&root.path().join(&self.cgroup_parent));
+            }
+        }
         let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
+    }
+}
+
+fn remove_empty_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_tree(&entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
     }
 }
