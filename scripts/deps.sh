@@ -5,7 +5,7 @@
 # nftables and iproute2 (networking), bind9-dnsutils (DNS tests), zstd.
 set -eu
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (sudo $0)" >&2; exit 1; }
-PKGS="ca-certificates curl gcc pkg-config libseccomp-dev busybox-static umoci skopeo docker-registry apache2-utils nftables iproute2 bind9-dnsutils zstd rsync"
+PKGS="ca-certificates curl gcc pkg-config libseccomp-dev busybox-static umoci skopeo docker-registry apache2-utils nftables iproute2 bind9-dnsutils zstd rsync socat"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

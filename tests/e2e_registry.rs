@@ -48,7 +48,8 @@ fn a_pod_runs_an_image_pulled_from_a_registry_and_reports_pulling_and_pulled() {
     }
     let registry = Registry::start("e2e_pod_from_registry");
     registry.push(&test_image(), IMAGE, "e2e/busybox:1", "v2s2", &[]);
-    let agent = Agent::start();
+    let mut agent = Agent::start();
+    agent.reach_host_port(registry.port);
     let image = format!("{}/e2e/busybox:1", registry.host());
     agent.apply(&pod_yaml("pulled", &image, ""));
     agent.wait_for_pod_ready("pulled", 60);
@@ -83,7 +84,8 @@ fn a_missing_tag_is_err_image_pull_then_image_pull_back_off_with_the_registry_re
     }
     let registry = Registry::start("e2e_missing_tag");
     registry.push(&test_image(), IMAGE, "e2e/busybox:1", "oci", &[]);
-    let agent = Agent::start();
+    let mut agent = Agent::start();
+    agent.reach_host_port(registry.port);
     let image = format!("{}/e2e/busybox:nope", registry.host());
     agent.apply(&pod_yaml("missing", &image, ""));
     let pod = agent.wait_for("ErrImagePull", 30, || {
@@ -127,7 +129,8 @@ fn image_pull_secrets_open_a_registry_that_requires_them() {
     }
     let registry = Registry::start_with_auth("e2e_pull_secret", "alice", "s3cret");
     registry.push(&test_image(), IMAGE, "private/busybox:1", "oci", &[]);
-    let agent = Agent::start();
+    let mut agent = Agent::start();
+    agent.reach_host_port(registry.port);
     let image = format!("{}/private/busybox:1", registry.host());
     // Without the secret: refused, with the registry's reason.
     agent.apply(&pod_yaml("refused", &image, ""));

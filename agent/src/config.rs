@@ -74,6 +74,10 @@ pub struct AgentFlags {
     /// The network every node's pod CIDR (a /24) is taken from [default: 10.244.0.0/16].
     #[arg(long, value_name = "CIDR")]
     pub cluster_cidr: Option<String>,
+    /// Silence after which a node is NotReady (Ready=Unknown, tainted) and after which a host
+    /// that cannot post its heartbeat fences itself; at least 2s [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub node_monitor_grace_period: Option<String>,
 }
 
 /// The same settings as read from the TOML file.
@@ -111,6 +115,8 @@ struct FileConfig {
     token: Option<String>,
     #[serde(alias = "cluster_cidr")]
     cluster_cidr: Option<String>,
+    #[serde(alias = "node_monitor_grace_period")]
+    node_monitor_grace_period: Option<String>,
 }
 
 /// How the agent logs.
@@ -146,6 +152,8 @@ pub struct AgentConfig {
     pub join: Option<(String, String)>,
     /// The cluster CIDR pod CIDRs are taken from.
     pub cluster_cidr: ipnet::Ipv4Net,
+    /// `--node-monitor-grace-period`.
+    pub node_monitor_grace: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +260,19 @@ impl AgentConfig {
                 message: format!("{cluster_cidr_text} must be a network address with a prefix of /24 or shorter"),
             });
         }
+        let grace_text = flags.node_monitor_grace_period.or(file.node_monitor_grace_period).unwrap_or_else(|| "10s".to_string());
+        let node_monitor_grace = match crate::cluster::token::parse_ttl(&grace_text) {
+            Some(d) if d >= std::time::Duration::from_secs(2) => d,
+            Some(_) => {
+                return Err(ConfigError::Invalid { field: "node-monitor-grace-period", message: format!("{grace_text} is shorter than the minimum of 2s") });
+            }
+            None => {
+                return Err(ConfigError::Invalid {
+                    field: "node-monitor-grace-period",
+                    message: format!("{grace_text:?} is not a duration (like 10s or 1m)"),
+                });
+            }
+        };
         let config = AgentConfig {
             data_dir,
             run_dir,
@@ -271,6 +292,7 @@ impl AgentConfig {
             advertise_address,
             join,
             cluster_cidr,
+            node_monitor_grace,
         };
         config.check()?;
         Ok(config)
@@ -435,6 +457,8 @@ mod tests {
             }),
             ("cluster-cidr", |f| f.cluster_cidr = Some("10.244.0.0/25".into())),
             ("cluster-cidr", |f| f.cluster_cidr = Some("10.244.1.0/16".into())),
+            ("node-monitor-grace-period", |f| f.node_monitor_grace_period = Some("1s".into())),
+            ("node-monitor-grace-period", |f| f.node_monitor_grace_period = Some("ten".into())),
         ];
         for (field, mutate) in cases {
             let mut f = flags("/x");

@@ -203,9 +203,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::claims::node::run(claim_node, shutdown_rx.clone()));
 
     // Controllers run only while this host leads.
+    let node_monitor = controllers::node_lifecycle::Settings::with_grace(config.node_monitor_grace);
     let controller_context = controllers::Context { state: state.clone(), events: events.clone(), node_name: config.node_name.clone() };
     let leader_tasks = tokio::spawn(leadership::run(state.clone(), shutdown_rx.clone(), move |stop| {
-        controllers::start_all(controller_context.clone(), stop)
+        controllers::start_all_with(controller_context.clone(), node_monitor, stop)
     }));
 
     let listener = crate::api::server::bind(&config.socket).with_context(|| format!("binding the API socket {}", config.socket.display()))?;

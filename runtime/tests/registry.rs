@@ -446,7 +446,7 @@ fn assert_store_empty_but_incoming(data: &Path) {
         .map(|entries| {
             entries
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "active" && !n.ends_with(".lock"))
+                .filter(|n| n != "active" && n != "boot_id" && !n.ends_with(".lock"))
                 .collect()
         })
         .unwrap_or_default();

@@ -88,6 +88,8 @@ pub struct Agent {
     pub netns: String,
     extra_args: Vec<String>,
     child: Option<Child>,
+    /// Relays from the agent's 127.0.0.1 to the machine's (see [`Agent::reach_host_port`]).
+    relays: Vec<Child>,
     _temp: tempfile::TempDir,
 }
 
@@ -114,6 +116,7 @@ impl Agent {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             dir,
             child: None,
+            relays: Vec::new(),
             _temp: temp,
         };
         run("ip", &["netns", "add", &agent.netns]);
@@ -331,6 +334,10 @@ impl Agent {
                 return v;
             }
             if Instant::now() > deadline {
+                if let Some(copy) = std::env::var_os("BERTH_E2E_LOG_COPY") {
+                    // Debugging aid: the whole agent log, not only its tail.
+                    let _ = std::fs::write(copy, self.log());
+                }
                 panic!(
                     "timed out after {seconds} s waiting for {what}\nagent log tail:\n{}",
                     tail(&self.log(), 40)
@@ -403,8 +410,46 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Makes `127.0.0.1:port` inside the agent's network namespace reach `127.0.0.1:port` of
+    /// the machine (a registry a test started there): a socat relay in the namespace that
+    /// connects from the machine's namespace for each connection. Removed with the agent.
+    pub fn reach_host_port(&mut self, port: u16) {
+        let relay = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "socat"])
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"))
+            .arg(format!(
+                "EXEC:nsenter --net=/proc/{}/ns/net socat STDIO TCP\\:127.0.0.1\\:{port}",
+                std::process::id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting socat (Debian package socat)");
+        self.relays.push(relay);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listening = Command::new("ip")
+                .args(["netns", "exec", &self.netns, "ss", "-Hltn", &format!("sport = :{port}")])
+                .output()
+                .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+                .unwrap_or(false);
+            if listening {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the relay to port {port} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
+        for relay in &mut self.relays {
+            let _ = relay.kill();
+            let _ = relay.wait();
+        }
         self.clean_up();
         let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
     }

@@ -126,6 +126,18 @@ impl Worker {
                 if let Some(sig) = stop_signal.as_deref().and_then(signal_number) {
                     self.stop_signals.insert(name.clone(), sig);
                 }
+                // Probes run again for a container that kept running while the agent was
+                // down (readiness starts from the published value above).
+                if let Some(pod) = pod.filter(|_| !run.init) {
+                    let spec = pod
+                        .pointer("/spec/containers")
+                        .and_then(Value::as_array)
+                        .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()))
+                        .and_then(|c| serde_json::from_value::<Container>(c.clone()).ok());
+                    if let (Some(container), Ok(id)) = (spec, ContainerId::new(run.id.clone())) {
+                        self.start_probes(pod, &container, &id, attempt);
+                    }
+                }
             }
             self.observed.runs.entry(name).or_default().push(run);
         }
