@@ -19,6 +19,7 @@ fn main() -> ExitCode {
                 }
             };
             berth_agent::daemon::init_logging(config.log_format);
+            berth_agent::daemon::limit_malloc_arenas();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -8,10 +8,18 @@ set -eu
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-20}
 PODS=${2:-50}
+: "${CARGO_TARGET_DIR:=$PWD/target}"
+export CARGO_TARGET_DIR
 cargo build --release -q --workspace --bins --examples
+BIN=$CARGO_TARGET_DIR/release
 DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
+# The agent runs in a network namespace of its own (its bridge, nft table and DNS stay there);
+# nsenter rather than `ip netns exec`, which remounts /sys and hides the cgroup hierarchies.
+NETNS=berth-bench-$$
+ip netns add "$NETNS"
+ip -n "$NETNS" link set lo up
 scripts/build-busybox-image.sh "$DIR/image" berth.local/busybox:1 >/dev/null
-target/release/berth agent --data-dir "$DIR/data" --run-dir "$DIR/run" --node-name bench \
+nsenter --net=/run/netns/"$NETNS" "$BIN/berth" agent --data-dir "$DIR/data" --run-dir "$DIR/run" --node-name bench \
     --cgroup-parent berth-bench >"$DIR/agent.log" 2>&1 &
 AGENT=$!
 cleanup() {
@@ -20,9 +28,10 @@ cleanup() {
     grep " $DIR" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
     for d in /sys/fs/cgroup/*/berth-bench; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     rm -rf "$DIR"
+    ip netns delete "$NETNS" 2>/dev/null
 }
 trap cleanup EXIT
 export BERTH_SOCKET="$DIR/run/berth.sock"
-for _ in $(seq 100); do target/release/berth version >/dev/null 2>&1 && break; sleep 0.1; done
-target/release/berth image import "$DIR/image" >/dev/null
-target/release/examples/bench_ready "$BERTH_SOCKET" "$AGENT" berth.local/busybox:1 "$ROUNDS" "$PODS"
+for _ in $(seq 100); do $BIN/berth version >/dev/null 2>&1 && break; sleep 0.1; done
+$BIN/berth image import "$DIR/image" >/dev/null
+$BIN/examples/bench_ready "$BERTH_SOCKET" "$AGENT" berth.local/busybox:1 "$ROUNDS" "$PODS"

@@ -41,13 +41,19 @@ cleanup() {
     done
     grep " $WORK" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$WORK"
+    ip netns delete "${NETNS:-none}" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 
 now_ms() { date +%s%3N; }
 
 scripts/build-busybox-image.sh "$IMAGE_DIR" berth.local/busybox:1 >/dev/null
-"$BIN/berth" agent --data-dir "$WORK/data" --run-dir "$WORK/run" --socket "$SOCK" --node-name bench \
+# The agent in a network namespace of its own (bridge, nft table, DNS stay there); nsenter
+# rather than `ip netns exec`, which remounts /sys and hides the cgroup hierarchies.
+NETNS=berth-bench-sts-$$
+ip netns add "$NETNS"
+ip -n "$NETNS" link set lo up
+nsenter --net=/run/netns/"$NETNS" "$BIN/berth" agent --data-dir "$WORK/data" --run-dir "$WORK/run" --socket "$SOCK" --node-name bench \
     --cgroup-parent "berth-bench-$$" --shim-path "$BIN/berth-shim" >"$WORK/agent.log" 2>&1 &
 AGENT=$!
 for _ in $(seq 100); do

@@ -712,6 +712,8 @@ fn propose_error(e: ProposeError) -> ApiError {
         ProposeError::Rejected(r) => rejection_error(r),
         ProposeError::NotLeader { .. } => ApiError::unavailable(format!("{e}: writes are refused (no quorum)")),
         ProposeError::Shutdown => ApiError::unavailable("the agent is shutting down"),
+        // No majority of voters reachable: the cluster, not the request (503, as an API server).
+        ProposeError::NoQuorum { .. } => ApiError::unavailable(e.to_string()),
         other => {
             tracing::error!(error = %other, "state write failed");
             ApiError::internal(other.to_string())
