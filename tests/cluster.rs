@@ -364,3 +364,207 @@ fn a_host_joining_after_the_log_was_compacted_receives_the_state_as_a_snapshot()
     let object = cluster.hosts[1].json(&["get", "configmap", "bulk-1099"]);
     assert_eq!(object["data"]["value"], "1099");
 }
+
+/// Pods of `app` as (name, node, ready), by name.
+fn set_pods(cluster: &Cluster, asking: usize, app: &str) -> Vec<(String, String, bool)> {
+    let out = cluster.hosts[asking].berth(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]);
+    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return Vec::new() };
+    let mut pods: Vec<(String, String, bool)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let ready = p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            (
+                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+                ready,
+            )
+        })
+        .collect();
+    pods.sort();
+    pods
+}
+
+#[test]
+fn a_statefulset_of_three_spreads_one_pod_per_host_in_order() {
+    let cluster = Cluster::start("spread", 3);
+    three_voters(&cluster);
+    let set = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 3\n  serviceName: db\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sh\", \"-c\", \"exec sleep 3600\"]\n        readinessProbe:\n          exec:\n            command: [\"true\"]\n          periodSeconds: 1\n"
+    );
+    // Applied on a host that does not lead; the set's pods are created in order across hosts.
+    let asking = (0..3).find(|&i| cluster.leader(0) != Some(i)).unwrap_or(1);
+    let out = cluster.hosts[asking].apply(&set);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pods = loop {
+        let pods = set_pods(&cluster, 0, "db");
+        // OrderedReady on every observation: db-i exists only once db-(i-1) is Ready.
+        for (i, (name, _, _)) in pods.iter().enumerate() {
+            assert_eq!(name, &format!("db-{i}"), "pods in ordinal order, none skipped: {pods:?}");
+            if i > 0 {
+                assert!(pods[i - 1].2, "{name} exists while db-{} is not Ready: {pods:?}", i - 1);
+            }
+        }
+        if pods.len() == 3 && pods.iter().all(|p| p.2) {
+            break pods;
+        }
+        assert!(Instant::now() < deadline, "the set did not become ready: {pods:?}\n{}", cluster.hosts[0].log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut nodes: Vec<&str> = pods.iter().map(|p| p.1.as_str()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one pod per host: {pods:?}");
+    // Each pod runs on the host it was placed on (its own kubelet answers for it).
+    for (name, node, _) in &pods {
+        let host = cluster.hosts.iter().position(|h| &h.name == node).expect("a known host");
+        let out = cluster.hosts[host].berth(&["exec", name, "--", "hostname"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), name.as_str(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_daemonset_follows_hosts_joining_and_relabelled() {
+    let mut cluster = Cluster::start("dsfollow", 2);
+    let set = format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels:\n      app: agent\n  template:\n    metadata:\n      labels:\n        app: agent\n    spec:\n      terminationGracePeriodSeconds: 1\n      nodeSelector:\n        role: worker\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sh\", \"-c\", \"exec sleep 3600\"]\n"
+    );
+    for host in ["h1", "h2"] {
+        cluster.hosts[0].ok(&["label", "node", host, "role=worker"]);
+    }
+    let out = cluster.hosts[0].apply(&set);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let on = |cluster: &Cluster, want: &[&str]| {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        cluster.hosts[0].wait_for(&format!("daemon pods on exactly {want:?}"), 90, || {
+            let pods = set_pods(cluster, 0, "agent");
+            let mut nodes: Vec<String> = pods.iter().filter(|p| p.2).map(|p| p.1.clone()).collect();
+            nodes.sort();
+            (nodes == want && pods.len() == want.len()).then_some(())
+        });
+    };
+    on(&cluster, &["h1", "h2"]);
+    // A host joins and is labelled: it gets a pod.
+    let third = cluster.join_host();
+    let name = cluster.hosts[third].name.clone();
+    cluster.hosts[0].wait_for("the new host's Node", 60, || {
+        cluster.hosts[0].berth(&["get", "node", &name]).status.success().then_some(())
+    });
+    cluster.hosts[0].ok(&["label", "node", &name, "role=worker"]);
+    on(&cluster, &["h1", "h2", "h3"]);
+    // Relabelled away: its pod goes, the others stay.
+    cluster.hosts[0].ok(&["label", "node", "h2", "role=storage", "--overwrite"]);
+    on(&cluster, &["h1", "h3"]);
+}
+
+/// Whether any process on the machine runs in the cgroup of the pod with `uid`.
+fn pod_processes_exist(uid: &str) -> bool {
+    let needle = format!("pod{uid}");
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|entry| {
+        std::fs::read_to_string(entry.path().join("cgroup")).is_ok_and(|c| c.contains(&needle))
+    })
+}
+
+#[test]
+fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_nothing_runs_twice() {
+    let mut cluster = Cluster::empty("cutoff");
+    let grace = ["--node-monitor-grace-period", "3s"];
+    cluster.add_host();
+    cluster.hosts[0].add_args(&grace);
+    cluster.hosts[0].launch();
+    cluster.hosts[0].import_image();
+    for _ in 1..3 {
+        let token = cluster.hosts[0].ok(&["token", "create", "--ttl", "1h"]).trim().to_string();
+        let i = cluster.add_host();
+        let server = format!("{}:7443", cluster.hosts[0].ip);
+        cluster.hosts[i].add_args(&grace);
+        cluster.hosts[i].add_args(&["--join", &server, "--token", &token]);
+        cluster.hosts[i].launch();
+        cluster.hosts[i].import_image();
+    }
+    three_voters(&cluster);
+    let leader = cluster.leader(0).expect("a leader");
+    cluster.hosts[leader].wait_for("three Ready nodes", 60, || {
+        let list = cluster.hosts[leader].json(&["get", "nodes"]);
+        let ready = list["items"].as_array()?.iter().filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        }).count();
+        (ready == 3).then_some(())
+    });
+    let victim = (0..3).rev().find(|&i| i != leader).unwrap();
+    let victim_name = cluster.hosts[victim].name.clone();
+
+    // A StatefulSet with a claim on every host, and a long Job pod on the victim.
+    let set = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 3\n  podManagementPolicy: Parallel\n  serviceName: db\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sh\", \"-c\", \"exec sleep 3600\"]\n        volumeMounts:\n        - name: data\n          mountPath: /data\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources:\n        requests:\n          storage: 16Mi\n"
+    );
+    let job = format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: work\nspec:\n  backoffLimit: 3\n  template:\n    metadata:\n      labels:\n        app: work\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sh\", \"-c\", \"exec sleep 3600\"]\n"
+    );
+    for manifest in [&set, &job] {
+        let out = cluster.hosts[leader].apply(manifest);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ask = &cluster.hosts[leader];
+    ask.wait_for("three db pods ready, one per host", 120, || {
+        let pods = set_pods(&cluster, leader, "db");
+        (pods.len() == 3 && pods.iter().all(|p| p.2)).then_some(())
+    });
+    let stateful_on_victim = set_pods(&cluster, leader, "db").into_iter().find(|p| p.1 == victim_name).expect("a db pod on the victim").0;
+    // The Job's pod: moved onto the victim if the scheduler put it elsewhere (delete until it lands there).
+    let job_pod = ask.wait_for("the job pod running on the victim", 120, || {
+        let pods = set_pods(&cluster, leader, "work");
+        let running: Vec<_> = pods.iter().filter(|p| p.2 || !p.1.is_empty()).collect();
+        match running.as_slice() {
+            [(name, node, true)] if node == &victim_name => Some(name.clone()),
+            [(name, node, _)] if !node.is_empty() && node != &victim_name => {
+                // Keep the other hosts off limits for the job's next pod.
+                for other in cluster.hosts.iter().filter(|h| h.name != victim_name) {
+                    let _ = ask.berth(&["cordon", &other.name]);
+                }
+                let _ = ask.berth(&["delete", "pod", name, "--grace-period", "0", "--force"]);
+                None
+            }
+            _ => None,
+        }
+    });
+    for other in cluster.hosts.iter().filter(|h| h.name != victim_name) {
+        let _ = ask.berth(&["uncordon", &other.name]);
+    }
+    let job_uid = ask.json(&["get", "pod", &job_pod])["metadata"]["uid"].as_str().unwrap().to_string();
+
+    cluster.cut(victim);
+    let cut_at = Instant::now();
+    ask.wait_for("the cut host NotReady", 30, || {
+        let node = ask.json(&["get", "node", &victim_name]);
+        let ready = node["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["status"].clone();
+        (ready != "True").then_some(())
+    });
+    assert!(cut_at.elapsed() < Duration::from_secs(20), "NotReady took {:?} with a 3 s grace period", cut_at.elapsed());
+    // The Job's pod is re-created on another host; the stateful pod stays pinned to the victim.
+    ask.wait_for("the job pod replaced on a reachable host", 90, || {
+        let pods = set_pods(&cluster, leader, "work");
+        pods.iter().any(|p| p.0 != job_pod && p.1 != victim_name && p.2).then_some(())
+    });
+    let db = set_pods(&cluster, leader, "db");
+    let copies: Vec<_> = db.iter().filter(|p| p.0 == stateful_on_victim).collect();
+    assert_eq!(copies.len(), 1, "one copy of {stateful_on_victim}: {db:?}");
+    assert_eq!(copies[0].1, victim_name, "{stateful_on_victim} stays on the host holding its claim: {db:?}");
+
+    // The host returns: the evicted Job pod stops there; nothing runs twice.
+    cluster.reconnect(victim);
+    ask.wait_for("the evicted job pod stopped on the returned host", 90, || (!pod_processes_exist(&job_uid)).then_some(()));
+    ask.wait_for("the returned host Ready", 60, || {
+        let node = ask.json(&["get", "node", &victim_name]);
+        let ready = node["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["status"].clone();
+        (ready == "True").then_some(())
+    });
+    let work = set_pods(&cluster, leader, "work");
+    assert_eq!(work.len(), 1, "one job pod: {work:?}");
+    let db = set_pods(&cluster, leader, "db");
+    assert_eq!(db.len(), 3, "{db:?}");
+}

@@ -265,7 +265,7 @@ impl Host {
         }
     }
 
-    fn import_image(&self) {
+    pub fn import_image(&self) {
         let image = test_image();
         self.ok(&["image", "import", image.to_str().expect("utf-8 path"), "--name", IMAGE]);
     }
