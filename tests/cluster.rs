@@ -550,6 +550,10 @@ fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_n
         let pods = set_pods(&cluster, leader, "work");
         pods.iter().any(|p| p.0 != job_pod && p.1 != victim_name && p.2).then_some(())
     });
+    // The cut host fenced itself: its stateful pod's containers stopped (it cannot know
+    // whether the cluster still counts on it).
+    let db_uid = cluster.hosts[victim].json(&["get", "pod", &stateful_on_victim])["metadata"]["uid"].as_str().unwrap().to_string();
+    ask.wait_for("the fenced host's stateful pod stopped", 30, || (!pod_processes_exist(&db_uid)).then_some(()));
     let db = set_pods(&cluster, leader, "db");
     let copies: Vec<_> = db.iter().filter(|p| p.0 == stateful_on_victim).collect();
     assert_eq!(copies.len(), 1, "one copy of {stateful_on_victim}: {db:?}");
@@ -563,6 +567,8 @@ fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_n
         let ready = node["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["status"].clone();
         (ready == "True").then_some(())
     });
+    // The fence is lifted: the stateful pod runs again, on its host, with its claim.
+    ask.wait_for("the stateful pod running again on its host", 60, || pod_processes_exist(&db_uid).then_some(()));
     let work = set_pods(&cluster, leader, "work");
     assert_eq!(work.len(), 1, "one job pod: {work:?}");
     let db = set_pods(&cluster, leader, "db");

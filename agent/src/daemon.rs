@@ -146,7 +146,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Err(error) = node::register(&state, &config.node_name, host_ip.as_deref(), Some(&pod_cidr.to_string())).await {
         tracing::warn!(error = %crate::kubelet::images::error_chain(&error), "registering this node failed; the heartbeat retries");
     }
-    tokio::spawn(node::heartbeat(state.clone(), config.node_name.clone(), host_ip.clone(), Some(pod_cidr.to_string()), shutdown_rx.clone()));
+
 
     // The pod network: the bridge holds the pods' gateway, where DNS listens for them.
     let mut network_config = crate::network::NetworkConfig::new(pod_cidr);
@@ -191,6 +191,17 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             network: Some(Arc::new(crate::kubelet::network_hook::Hook(network.clone()))),
         },
     );
+    // The heartbeat raises the node's fence when it cannot commit for most of the grace
+    // period; the kubelet then stops this node's stateful pods (see kubelet::node::Fence).
+    tokio::spawn(node::heartbeat_with(
+        state.clone(),
+        config.node_name.clone(),
+        host_ip.clone(),
+        Some(pod_cidr.to_string()),
+        node::FenceSettings { grace: config.node_monitor_grace },
+        node_context.fence.clone(),
+        shutdown_rx.clone(),
+    ));
     let kubelet = Kubelet::start(node_context, shutdown_rx.clone()).context("adopting running containers")?;
 
     // This node's claims: directories, size limits, Bound, usage (on every host).

@@ -85,6 +85,9 @@ pub struct NodeContext {
     pub host_ip: Option<String>,
     pub node_memory: u64,
     pub network: Option<Arc<dyn PodNetwork>>,
+    /// Raised by the heartbeat when this host cannot commit it (see [`node::Fence`]); pod
+    /// workers stop their fenced pods while it stands.
+    pub fence: node::Fence,
     cluster_dns: Mutex<Vec<IpAddr>>,
     runs: Mutex<HashMap<String, BTreeMap<String, Vec<RunRef>>>>,
     workers: Mutex<HashMap<String, watch::Sender<Option<Arc<Value>>>>>,
@@ -118,6 +121,7 @@ impl NodeContext {
             host_ip: settings.host_ip,
             node_memory: node::memory_bytes(),
             network: settings.network,
+            fence: node::Fence::new(),
             cluster_dns: Mutex::new(settings.cluster_dns),
             runs: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),

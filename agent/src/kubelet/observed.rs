@@ -134,6 +134,9 @@ pub struct Observed {
     pub start_time: Option<DateTime<Utc>>,
     pub pod_ip: Option<String>,
     pub host_ip: Option<String>,
+    /// This host fenced itself (it cannot commit its heartbeat) and this pod is one it must
+    /// not run meanwhile (a StatefulSet pod or a pod with claims).
+    pub fenced: bool,
 }
 
 impl Observed {

@@ -16,6 +16,8 @@ pub enum KillReason {
     ProbeFailed(String),
     /// `activeDeadlineSeconds` passed.
     DeadlineExceeded,
+    /// This host fenced itself: its stateful pods stop until its heartbeat commits again.
+    Fenced,
 }
 
 /// One step for the pod worker.
@@ -137,6 +139,19 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
                 plan.actions.push(Action::TeardownSandbox);
             } else if deleting.is_some() {
                 plan.actions.push(Action::Finalize);
+            }
+        }
+        return plan;
+    }
+
+    // Fenced: stop the containers (at most 5 s of grace: the cluster may consider the
+    // identity movable soon after), keep the sandbox and the claims, start nothing.
+    if observed.fenced {
+        let tgp = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let grace = Duration::seconds(tgp.clamp(0, 5));
+        for (name, runs) in &observed.runs {
+            if runs.last().is_some_and(|r| r.state.is_running()) && !observed.stopping.contains(name) {
+                plan.actions.push(Action::KillContainer { name: name.clone(), reason: KillReason::Fenced, grace });
             }
         }
         return plan;
@@ -441,4 +456,24 @@ mod tests {
         let o = observed(vec![exited("app", 0, false, 1, 1), exited("app", 1, false, 1, 2), running("app", 2, false)]);
         assert_eq!(plan(&p, &o, t(100)).actions, vec![Action::RemoveRun { id: "app-0".into() }]);
     }
+
+    #[test]
+    fn a_fenced_pod_stops_its_running_containers_and_starts_none() {
+        let p = pod(json!({"spec": {"terminationGracePeriodSeconds": 30}}));
+        let mut o = observed(vec![running("app", 0, false)]);
+        o.fenced = true;
+        assert_eq!(
+            plan(&p, &o, t(1)).actions,
+            vec![Action::KillContainer { name: "app".into(), reason: KillReason::Fenced, grace: Duration::seconds(5) }]
+        );
+        o.stopping.insert("app".into());
+        assert!(plan(&p, &o, t(1)).actions.is_empty(), "a container already stopping is not killed twice");
+        // Stopped, it is not started again while the fence stands, and starts when it falls.
+        let mut o = observed(vec![exited("app", 0, false, 137, 1)]);
+        o.fenced = true;
+        assert!(plan(&p, &o, t(60)).actions.is_empty());
+        o.fenced = false;
+        assert!(!plan(&p, &o, t(60)).actions.is_empty(), "restarted once the fence is lifted");
+    }
+
 }

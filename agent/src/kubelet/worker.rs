@@ -49,6 +49,8 @@ pub struct Worker {
     node: Arc<NodeContext>,
     uid: String,
     pod_rx: watch::Receiver<Option<Arc<Value>>>,
+    /// The host's fence (see `kubelet::node::Fence`).
+    fence_rx: watch::Receiver<bool>,
     events_tx: mpsc::Sender<WorkerEvent>,
     events_rx: mpsc::Receiver<WorkerEvent>,
     probe_tx: mpsc::Sender<ProbeResult>,
@@ -78,10 +80,12 @@ impl Worker {
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let pod = pod_rx.borrow().clone();
         let last_status = pod.as_ref().and_then(|p| p.get("status").cloned()).unwrap_or(Value::Null);
+        let fence_rx = node.fence.subscribe();
         let mut w = Worker {
             node,
             uid,
             pod_rx,
+            fence_rx,
             events_tx,
             events_rx,
             probe_tx,
@@ -204,6 +208,15 @@ impl Worker {
             };
             // A pod removed from the state (force deletion) is stopped as a deleted one.
             let pod = if current.is_none() { mark_deleted(pod) } else { pod };
+            let fenced = *self.fence_rx.borrow() && super::node::fenced_pod(&pod_value);
+            if fenced != self.observed.fenced {
+                if fenced {
+                    self.record(None, EventType::Warning, "Fenced", "this node cannot reach the cluster's quorum: stopping the pod's containers until it can");
+                } else {
+                    self.record(None, EventType::Normal, "FenceLifted", "this node reaches the cluster's quorum again");
+                }
+                self.observed.fenced = fenced;
+            }
             let now = Utc::now();
             let decided = plan(&pod, &self.observed, now);
             let mut acted = false;
@@ -248,6 +261,7 @@ impl Worker {
                 }
                 Some(event) = self.events_rx.recv() => self.observe(event),
                 Some(result) = self.probe_rx.recv() => self.observe(WorkerEvent::Probe(result)),
+                Ok(()) = self.fence_rx.changed() => {}
                 _ = self.shutdown.changed() => {}
                 _ = sleep => {}
             }
@@ -620,6 +634,7 @@ impl Worker {
         let message = match &reason {
             KillReason::ProbeFailed(m) => format!("Container {name} failed: {m}, will be restarted"),
             KillReason::PodDeleted | KillReason::DeadlineExceeded => format!("Stopping container {name}"),
+            KillReason::Fenced => format!("Stopping container {name}: this node is fenced"),
         };
         self.record(Some(name), EventType::Normal, "Killing", message);
         // No preStop hook when the pod's deadline or a probe kills it? kubelet runs preStop for
