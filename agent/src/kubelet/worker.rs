@@ -106,7 +106,10 @@ impl Worker {
     /// Takes over containers found by the runtime after an agent restart, and what the last
     /// published status says (so readiness does not flap and start time is kept).
     fn adopt(&mut self, adopted: Adopted, pod: Option<&Value>) {
-        self.observed.sandbox_ready = adopted.sandbox;
+        // A sandbox without any container may be one whose setup (network, volumes, /etc
+        // files) the agent's crash interrupted: it is set up again (each step is idempotent)
+        // before a container starts in it. Containers only start in a finished sandbox.
+        self.observed.sandbox_ready = adopted.sandbox && !adopted.runs.is_empty();
         let status = pod.and_then(|p| p.get("status"));
         self.observed.start_time = status.and_then(|s| s["startTime"].as_str()).and_then(|t| t.parse().ok());
         self.observed.pod_ip = status.and_then(|s| s["podIP"].as_str()).map(str::to_string);
