@@ -388,10 +388,25 @@ fn set_pods(cluster: &Cluster, asking: usize, app: &str) -> Vec<(String, String,
     pods
 }
 
+/// Waits until `asking` sees `n` Ready nodes (a joined host registers and posts its first
+/// heartbeat a moment after it joins; placement only considers Ready nodes).
+fn ready_nodes(cluster: &Cluster, asking: usize, n: usize) {
+    cluster.hosts[asking].wait_for(&format!("{n} Ready nodes"), 60, || {
+        let list = cluster.hosts[asking].json(&["get", "nodes"]);
+        let ready = list["items"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
+            .count();
+        (ready == n).then_some(())
+    });
+}
+
 #[test]
 fn a_statefulset_of_three_spreads_one_pod_per_host_in_order() {
     let cluster = Cluster::start("spread", 3);
     three_voters(&cluster);
+    ready_nodes(&cluster, 0, 3);
     let set = format!(
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 3\n  serviceName: db\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sh\", \"-c\", \"exec sleep 3600\"]\n        readinessProbe:\n          exec:\n            command: [\"true\"]\n          periodSeconds: 1\n"
     );
@@ -488,13 +503,7 @@ fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_n
     }
     three_voters(&cluster);
     let leader = cluster.leader(0).expect("a leader");
-    cluster.hosts[leader].wait_for("three Ready nodes", 60, || {
-        let list = cluster.hosts[leader].json(&["get", "nodes"]);
-        let ready = list["items"].as_array()?.iter().filter(|n| {
-            n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        }).count();
-        (ready == 3).then_some(())
-    });
+    ready_nodes(&cluster, leader, 3);
     let victim = (0..3).rev().find(|&i| i != leader).unwrap();
     let victim_name = cluster.hosts[victim].name.clone();
 
