@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{IMAGE, berth_bin, run, shim_bin, tail, test_image};
+use super::{IMAGE, berth_bin, finish_within, run, shim_bin, stop_agent, tail, test_image};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -280,30 +280,24 @@ impl Host {
 
     /// SIGTERMs the agent and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_agent(child);
         }
     }
 
     /// Runs the CLI against this host's socket.
     pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(berth_bin())
+        let child = Command::new(berth_bin())
             .args(args)
             .env("BERTH_SOCKET", self.socket())
             .env_remove("BERTH_SERVER")
             .env_remove("BERTH_KUBECONFIG")
-            .output()
-            .expect("running berth")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running berth");
+        finish_within(child, &format!("berth {} on {}", args.join(" "), self.name))
     }
 
     /// Runs the CLI and returns stdout; panics with stderr when it fails.
@@ -335,7 +329,7 @@ impl Host {
             .spawn()
             .expect("running berth apply");
         child.stdin.take().expect("stdin").write_all(manifest.as_bytes()).expect("writing the manifest");
-        child.wait_with_output().expect("berth apply")
+        finish_within(child, &format!("berth apply on {}", self.name))
     }
 
     /// `berth get ... -o json`.

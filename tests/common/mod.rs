@@ -217,18 +217,8 @@ impl Agent {
 
     /// Stops the agent with SIGTERM and waits for it (containers keep running).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_agent(child);
         }
     }
 
@@ -453,6 +443,21 @@ impl Drop for Agent {
         self.clean_up();
         let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
     }
+}
+
+/// SIGTERMs an agent process and waits up to 15 s for it to exit, then SIGKILLs it.
+fn stop_agent(mut child: Child) {
+    // SAFETY: kill(2) on our own child's pid, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// How long one CLI command may take in a test (a `wait` or `rollout status` included).
