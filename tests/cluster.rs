@@ -9,13 +9,19 @@ use common::IMAGE;
 use common::cluster::Cluster;
 
 fn config_map(name: &str, value: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n")
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
 }
 
 fn nodes(cluster: &Cluster, asking: usize) -> Vec<String> {
     let list = cluster.hosts[asking].json(&["get", "nodes"]);
-    let mut names: Vec<String> =
-        list["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     names.sort();
     names
 }
@@ -23,7 +29,10 @@ fn nodes(cluster: &Cluster, asking: usize) -> Vec<String> {
 fn three_voters(cluster: &Cluster) {
     cluster.hosts[0].wait_for("three voters", 60, || {
         let roles = cluster.roles(0);
-        let voting = roles.iter().filter(|(_, role)| role == "leader" || role == "voter").count();
+        let voting = roles
+            .iter()
+            .filter(|(_, role)| role == "leader" || role == "voter")
+            .count();
         (roles.len() == 3 && voting == 3).then_some(())
     });
 }
@@ -34,12 +43,18 @@ fn three_hosts_join_with_a_token_and_a_wrong_token_or_another_clusters_ca_is_ref
     three_voters(&cluster);
     for asking in 0..3 {
         let want: Vec<String> = vec!["h1".into(), "h2".into(), "h3".into()];
-        cluster.hosts[asking].wait_for("every node on every host", 30, || (nodes(&cluster, asking) == want).then_some(()));
+        cluster.hosts[asking].wait_for("every node on every host", 30, || {
+            (nodes(&cluster, asking) == want).then_some(())
+        });
     }
     // Every node got its own pod CIDR.
     let list = cluster.hosts[2].json(&["get", "nodes"]);
-    let mut cidrs: Vec<String> =
-        list["items"].as_array().unwrap().iter().map(|n| n["spec"]["podCIDR"].as_str().unwrap_or("").to_string()).collect();
+    let mut cidrs: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["spec"]["podCIDR"].as_str().unwrap_or("").to_string())
+        .collect();
     cidrs.sort();
     cidrs.dedup();
     assert_eq!(cidrs.len(), 3, "{cidrs:?}");
@@ -86,9 +101,15 @@ fn killing_the_leader_elects_a_new_leader_that_takes_writes() {
     let survivor = (0..3).find(|&i| i != leader).unwrap();
     let other = (0..3).find(|&i| i != leader && i != survivor).unwrap();
     cluster.hosts[survivor].wait_for("a write after the leader died", 60, || {
-        cluster.hosts[survivor].apply(&config_map("after", "new-leader")).status.success().then_some(())
+        cluster.hosts[survivor]
+            .apply(&config_map("after", "new-leader"))
+            .status
+            .success()
+            .then_some(())
     });
-    let new_leader = cluster.hosts[survivor].wait_for("a new leader", 30, || cluster.leader(survivor).filter(|&l| l != leader));
+    let new_leader = cluster.hosts[survivor].wait_for("a new leader", 30, || {
+        cluster.leader(survivor).filter(|&l| l != leader)
+    });
     assert_ne!(new_leader, leader);
     cluster.hosts[other].wait_for("the write replicated", 30, || {
         let out = cluster.hosts[other].berth(&["get", "configmap", "after", "-o", "json"]);
@@ -102,7 +123,11 @@ fn restarting_all_agents_at_once_keeps_the_whole_state() {
     three_voters(&cluster);
     for i in 0..5 {
         let out = cluster.hosts[i % 3].apply(&config_map(&format!("kept-{i}"), &format!("v{i}")));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for host in &mut cluster.hosts {
         host.stop();
@@ -121,7 +146,11 @@ fn restarting_all_agents_at_once_keeps_the_whole_state() {
     }
     // And the cluster takes writes again.
     cluster.hosts[2].wait_for("a write after the restart", 60, || {
-        cluster.hosts[2].apply(&config_map("after-restart", "ok")).status.success().then_some(())
+        cluster.hosts[2]
+            .apply(&config_map("after-restart", "ok"))
+            .status
+            .success()
+            .then_some(())
     });
 }
 
@@ -137,8 +166,13 @@ fn wait_ready(cluster: &Cluster, asking: usize, name: &str) -> String {
     cluster.hosts[asking].wait_for(&format!("pod {name} ready"), 120, || {
         let out = cluster.hosts[asking].berth(&["get", "pod", name, "-o", "json"]);
         let pod: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let ready = pod["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
-        ready.then(|| pod["status"]["podIP"].as_str().map(str::to_string)).flatten()
+        let ready = pod["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready
+            .then(|| pod["status"]["podIP"].as_str().map(str::to_string))
+            .flatten()
     })
 }
 
@@ -147,24 +181,47 @@ fn a_pod_on_host_one_resolves_and_reaches_a_pod_on_host_three_by_dns_name_and_ev
     let cluster = Cluster::start("podnet", 3);
     three_voters(&cluster);
     let out = cluster.hosts[0].apply(HEADLESS);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cluster.hosts[0].apply(&pod(
         "server",
         "h3",
         "mkdir -p /www && echo hello-from-h3 > /www/index.html && exec httpd -f -p 8080 -h /www",
     ));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cluster.hosts[0].apply(&pod("client", "h1", "exec sleep 3600"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server_ip = wait_ready(&cluster, 0, "server");
     wait_ready(&cluster, 0, "client");
     // Every host's DNS answers for the pod on h3.
     for host in &cluster.hosts {
-        host.wait_for("the pod's record on this host", 30, || (host.dig("server.net.default.svc.cluster.local") == server_ip).then_some(()));
+        host.wait_for("the pod's record on this host", 30, || {
+            (host.dig("server.net.default.svc.cluster.local") == server_ip).then_some(())
+        });
     }
     // The client on h1 reaches it by name, across hosts (host-gw routes).
     let answer = cluster.hosts[0].wait_for("an HTTP answer across hosts", 60, || {
-        let out = cluster.hosts[0].berth(&["exec", "client", "--", "wget", "-q", "-O", "-", "http://server.net:8080/"]);
+        let out = cluster.hosts[0].berth(&[
+            "exec",
+            "client",
+            "--",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://server.net:8080/",
+        ]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         text.contains("hello-from-h3").then_some(text)
     });
@@ -176,9 +233,17 @@ fn a_partitioned_minority_refuses_writes_with_no_quorum_and_its_dns_still_answer
     let cluster = Cluster::start("partition", 3);
     three_voters(&cluster);
     let out = cluster.hosts[0].apply(HEADLESS);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cluster.hosts[0].apply(&pod("web", "h1", "exec sleep 3600"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ip = wait_ready(&cluster, 0, "web");
     let minority = 2;
     cluster.hosts[minority].wait_for("the record on the future minority", 30, || {
@@ -195,20 +260,46 @@ fn a_partitioned_minority_refuses_writes_with_no_quorum_and_its_dns_still_answer
     assert!(started.elapsed() < Duration::from_secs(60));
     // Reads and DNS keep working from the local replica.
     cluster.hosts[minority].ok(&["get", "pod", "web"]);
-    assert_eq!(cluster.hosts[minority].dig("web.net.default.svc.cluster.local"), ip);
+    assert_eq!(
+        cluster.hosts[minority].dig("web.net.default.svc.cluster.local"),
+        ip
+    );
     // The majority still takes writes.
-    cluster.hosts[0].wait_for("a majority write", 60, || cluster.hosts[0].apply(&config_map("majority", "y")).status.success().then_some(()));
+    cluster.hosts[0].wait_for("a majority write", 60, || {
+        cluster.hosts[0]
+            .apply(&config_map("majority", "y"))
+            .status
+            .success()
+            .then_some(())
+    });
     // Healed, the minority catches up.
     cluster.reconnect(minority);
     cluster.hosts[minority].wait_for("the majority's write replicated", 60, || {
-        cluster.hosts[minority].berth(&["get", "configmap", "majority"]).status.success().then_some(())
+        cluster.hosts[minority]
+            .berth(&["get", "configmap", "majority"])
+            .status
+            .success()
+            .then_some(())
     });
 }
 
-fn kubectl(cluster: &Cluster, host: usize, kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+fn kubectl(
+    cluster: &Cluster,
+    host: usize,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
     use std::io::Write as _;
     let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &cluster.hosts[host].netns, "kubectl", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args([
+            "netns",
+            "exec",
+            &cluster.hosts[host].netns,
+            "kubectl",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -229,25 +320,55 @@ fn kubectl_with_the_kubeconfig_lists_nodes_and_pods_and_applies_and_deletes_a_st
     let kubeconfig = cluster.hosts[1].dir.join("kubeconfig");
     std::fs::write(&kubeconfig, cluster.hosts[1].ok(&["kubeconfig"])).unwrap();
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
-    assert!(text.contains(&format!("server: https://{}:7443", cluster.hosts[1].ip)), "{text}");
+    assert!(
+        text.contains(&format!("server: https://{}:7443", cluster.hosts[1].ip)),
+        "{text}"
+    );
     // kubectl on h1 talks to h2, a learner: reads are local, writes are forwarded to the leader.
     let out = kubectl(&cluster, 0, &kubeconfig, &["get", "nodes"], None);
     let listing = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(listing.contains("h1") && listing.contains("h2"), "{listing}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        listing.contains("h1") && listing.contains("h2"),
+        "{listing}"
+    );
     let set = format!(
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: kweb\nspec:\n  serviceName: kweb\n  replicas: 1\n  selector:\n    matchLabels:\n      app: kweb\n  template:\n    metadata:\n      labels:\n        app: kweb\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"3600\"]\n"
     );
     let out = kubectl(&cluster, 0, &kubeconfig, &["apply", "-f", "-"], Some(&set));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     cluster.hosts[0].wait_for("kweb-0 via kubectl", 120, || {
         let out = kubectl(&cluster, 0, &kubeconfig, &["get", "pods"], None);
-        String::from_utf8_lossy(&out.stdout).contains("kweb-0").then_some(())
+        String::from_utf8_lossy(&out.stdout)
+            .contains("kweb-0")
+            .then_some(())
     });
-    let out = kubectl(&cluster, 0, &kubeconfig, &["delete", "statefulset", "kweb"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kubectl(
+        &cluster,
+        0,
+        &kubeconfig,
+        &["delete", "statefulset", "kweb"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     cluster.hosts[0].wait_for("the set gone", 60, || {
-        (!cluster.hosts[0].berth(&["get", "statefulset", "kweb"]).status.success()).then_some(())
+        (!cluster.hosts[0]
+            .berth(&["get", "statefulset", "kweb"])
+            .status
+            .success())
+        .then_some(())
     });
     // The berth CLI itself, remote over HTTPS with the same kubeconfig.
     let out = std::process::Command::new("ip")
@@ -257,13 +378,25 @@ fn kubectl_with_the_kubeconfig_lists_nodes_and_pods_and_applies_and_deletes_a_st
         .env_remove("BERTH_SOCKET")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("h2"));
 }
 
 fn curl(cluster: &Cluster, host: usize, args: &[&str]) -> std::process::Output {
     std::process::Command::new("ip")
-        .args(["netns", "exec", &cluster.hosts[host].netns, "curl", "-sS", "--max-time", "10"])
+        .args([
+            "netns",
+            "exec",
+            &cluster.hosts[host].netns,
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+        ])
         .args(args)
         .output()
         .expect("running curl")
@@ -277,38 +410,105 @@ fn a_forged_certificate_an_expired_token_and_a_huge_body_are_refused_and_change_
     let ca_pem = std::fs::read_to_string(host.data_dir().join("pki/ca.crt")).unwrap();
     std::fs::write(dir.join("ca.crt"), &ca_pem).unwrap();
     let url = |path: &str| format!("https://{}:7443{path}", cluster.hosts[0].ip);
-    let before = cluster.hosts[0].json(&["get", "configmaps"])["items"].as_array().unwrap().len();
+    let before = cluster.hosts[0].json(&["get", "configmaps"])["items"]
+        .as_array()
+        .unwrap()
+        .len();
 
     // A node certificate from another CA with the same name: the TLS handshake fails.
     let forger = berth_agent::cluster::pki::Ca::generate("evil").unwrap();
-    let forged = forger.sign_node("h1", &[cluster.hosts[0].ip.parse().unwrap()]).unwrap();
+    let forged = forger
+        .sign_node("h1", &[cluster.hosts[0].ip.parse().unwrap()])
+        .unwrap();
     std::fs::write(dir.join("forged.crt"), &forged.cert_pem).unwrap();
     std::fs::write(dir.join("forged.key"), &forged.key_pem).unwrap();
     let command = r#"{"Create":{"object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"forged","namespace":"default"}},"uid":"x","now":0}}"#;
-    let out = curl(&cluster, 0, &[
-        "--cacert", dir.join("ca.crt").to_str().unwrap(),
-        "--cert", dir.join("forged.crt").to_str().unwrap(),
-        "--key", dir.join("forged.key").to_str().unwrap(),
-        "-H", "content-type: application/json", "-d", command, &url("/peer/v1/propose"),
-    ]);
-    assert!(!out.status.success(), "a forged certificate was accepted: {}", String::from_utf8_lossy(&out.stdout));
+    let out = curl(
+        &cluster,
+        0,
+        &[
+            "--cacert",
+            dir.join("ca.crt").to_str().unwrap(),
+            "--cert",
+            dir.join("forged.crt").to_str().unwrap(),
+            "--key",
+            dir.join("forged.key").to_str().unwrap(),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            command,
+            &url("/peer/v1/propose"),
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "a forged certificate was accepted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Without any certificate: peer endpoints and the API say so.
-    let out = curl(&cluster, 0, &["--cacert", dir.join("ca.crt").to_str().unwrap(), "-d", command, &url("/peer/v1/propose")]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("need a node certificate"), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = curl(&cluster, 0, &["--cacert", dir.join("ca.crt").to_str().unwrap(), &url("/api/v1/namespaces/default/configmaps")]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("needs a client certificate"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = curl(
+        &cluster,
+        0,
+        &[
+            "--cacert",
+            dir.join("ca.crt").to_str().unwrap(),
+            "-d",
+            command,
+            &url("/peer/v1/propose"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("need a node certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = curl(
+        &cluster,
+        0,
+        &[
+            "--cacert",
+            dir.join("ca.crt").to_str().unwrap(),
+            &url("/api/v1/namespaces/default/configmaps"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("needs a client certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // A huge body on the join endpoint (no certificate needed there) is refused.
     let huge = dir.join("huge.json");
     std::fs::write(&huge, vec![b' '; 8 << 20]).unwrap();
-    let out = curl(&cluster, 0, &[
-        "--cacert", dir.join("ca.crt").to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}",
-        "-H", "content-type: application/json", "--data-binary", &format!("@{}", huge.display()), &url("/cluster/v1/join"),
-    ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "413", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = curl(
+        &cluster,
+        0,
+        &[
+            "--cacert",
+            dir.join("ca.crt").to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &format!("@{}", huge.display()),
+            &url("/cluster/v1/join"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "413",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // An expired token.
-    let token = cluster.hosts[0].ok(&["token", "create", "--ttl", "1s"]).trim().to_string();
+    let token = cluster.hosts[0]
+        .ok(&["token", "create", "--ttl", "1s"])
+        .trim()
+        .to_string();
     std::thread::sleep(Duration::from_millis(2100));
     let index = cluster.add_host();
     let server = format!("{}:7443", cluster.hosts[0].ip);
@@ -317,7 +517,10 @@ fn a_forged_certificate_an_expired_token_and_a_huge_body_are_refused_and_change_
     let log = cluster.hosts[index].wait_exit(60);
     assert!(log.contains("expired at"), "{log}");
 
-    let after = cluster.hosts[0].json(&["get", "configmaps"])["items"].as_array().unwrap().len();
+    let after = cluster.hosts[0].json(&["get", "configmaps"])["items"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(before, after);
     assert_eq!(cluster.roles(0).len(), 1);
     let nodes = cluster.hosts[0].json(&["get", "nodes"]);
@@ -337,14 +540,21 @@ fn a_join_to_a_cluster_that_lost_quorum_is_refused_and_adds_no_member() {
     cluster.hosts[index].add_args(&["--join", &server, "--token", &token]);
     cluster.hosts[index].spawn();
     let log = cluster.hosts[index].wait_exit(60);
-    assert!(log.contains("no quorum") || log.contains("no leader"), "{log}");
+    assert!(
+        log.contains("no quorum") || log.contains("no leader"),
+        "{log}"
+    );
     // When the majority returns, the refused host is not a member.
     cluster.hosts[1].spawn();
     cluster.hosts[2].spawn();
     cluster.hosts[1].wait_serving(90);
     cluster.hosts[2].wait_serving(90);
     cluster.hosts[0].wait_for("a write with the majority back", 60, || {
-        cluster.hosts[0].apply(&config_map("back", "ok")).status.success().then_some(())
+        cluster.hosts[0]
+            .apply(&config_map("back", "ok"))
+            .status
+            .success()
+            .then_some(())
     });
     assert_eq!(cluster.roles(0).len(), 3, "{:?}", cluster.roles(0));
 }
@@ -353,30 +563,47 @@ fn a_join_to_a_cluster_that_lost_quorum_is_refused_and_adds_no_member() {
 fn a_host_joining_after_the_log_was_compacted_receives_the_state_as_a_snapshot() {
     let mut cluster = Cluster::start("snapshot", 1);
     // More entries than the state keeps before it snapshots and purges its log (1000).
-    let manifests: Vec<String> = (0..1100).map(|i| config_map(&format!("bulk-{i}"), &i.to_string())).collect();
+    let manifests: Vec<String> = (0..1100)
+        .map(|i| config_map(&format!("bulk-{i}"), &i.to_string()))
+        .collect();
     let out = cluster.hosts[0].apply(&manifests.join("---\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     cluster.join_host();
-    let count = |host: usize| cluster.hosts[host].json(&["get", "configmaps"])["items"].as_array().unwrap().len();
+    let count = |host: usize| {
+        cluster.hosts[host].json(&["get", "configmaps"])["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
     let want = count(0);
     assert!(want >= 1100, "{want}");
-    cluster.hosts[1].wait_for("every object on the new host", 60, || (count(1) == want).then_some(()));
+    cluster.hosts[1].wait_for("every object on the new host", 60, || {
+        (count(1) == want).then_some(())
+    });
     let object = cluster.hosts[1].json(&["get", "configmap", "bulk-1099"]);
     assert_eq!(object["data"]["value"], "1099");
 }
 
 /// Pods of `app` as (name, node, ready), by name.
 fn set_pods(cluster: &Cluster, asking: usize, app: &str) -> Vec<(String, String, bool)> {
-    let out = cluster.hosts[asking].berth(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]);
-    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return Vec::new() };
+    let out =
+        cluster.hosts[asking].berth(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]);
+    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return Vec::new();
+    };
     let mut pods: Vec<(String, String, bool)> = list["items"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|p| {
-            let ready = p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            let ready = p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
             (
                 p["metadata"]["name"].as_str().unwrap_or("").to_string(),
                 p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
@@ -396,7 +623,12 @@ fn ready_nodes(cluster: &Cluster, asking: usize, n: usize) {
         let ready = list["items"]
             .as_array()?
             .iter()
-            .filter(|n| n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
+            .filter(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
             .count();
         (ready == n).then_some(())
     });
@@ -413,21 +645,37 @@ fn a_statefulset_of_three_spreads_one_pod_per_host_in_order() {
     // Applied on a host that does not lead; the set's pods are created in order across hosts.
     let asking = (0..3).find(|&i| cluster.leader(0) != Some(i)).unwrap_or(1);
     let out = cluster.hosts[asking].apply(&set);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     let pods = loop {
         let pods = set_pods(&cluster, 0, "db");
         // OrderedReady on every observation: db-i exists only once db-(i-1) is Ready.
         for (i, (name, _, _)) in pods.iter().enumerate() {
-            assert_eq!(name, &format!("db-{i}"), "pods in ordinal order, none skipped: {pods:?}");
+            assert_eq!(
+                name,
+                &format!("db-{i}"),
+                "pods in ordinal order, none skipped: {pods:?}"
+            );
             if i > 0 {
-                assert!(pods[i - 1].2, "{name} exists while db-{} is not Ready: {pods:?}", i - 1);
+                assert!(
+                    pods[i - 1].2,
+                    "{name} exists while db-{} is not Ready: {pods:?}",
+                    i - 1
+                );
             }
         }
         if pods.len() == 3 && pods.iter().all(|p| p.2) {
             break pods;
         }
-        assert!(Instant::now() < deadline, "the set did not become ready: {pods:?}\n{}", cluster.hosts[0].log());
+        assert!(
+            Instant::now() < deadline,
+            "the set did not become ready: {pods:?}\n{}",
+            cluster.hosts[0].log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut nodes: Vec<&str> = pods.iter().map(|p| p.1.as_str()).collect();
@@ -436,9 +684,18 @@ fn a_statefulset_of_three_spreads_one_pod_per_host_in_order() {
     assert_eq!(nodes.len(), 3, "one pod per host: {pods:?}");
     // Each pod runs on the host it was placed on (its own kubelet answers for it).
     for (name, node, _) in &pods {
-        let host = cluster.hosts.iter().position(|h| &h.name == node).expect("a known host");
+        let host = cluster
+            .hosts
+            .iter()
+            .position(|h| &h.name == node)
+            .expect("a known host");
         let out = cluster.hosts[host].berth(&["exec", name, "--", "hostname"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), name.as_str(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            name.as_str(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -452,7 +709,11 @@ fn a_daemonset_follows_hosts_joining_and_relabelled() {
         cluster.hosts[0].ok(&["label", "node", host, "role=worker"]);
     }
     let out = cluster.hosts[0].apply(&set);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let on = |cluster: &Cluster, want: &[&str]| {
         let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
         cluster.hosts[0].wait_for(&format!("daemon pods on exactly {want:?}"), 90, || {
@@ -467,7 +728,11 @@ fn a_daemonset_follows_hosts_joining_and_relabelled() {
     let third = cluster.join_host();
     let name = cluster.hosts[third].name.clone();
     cluster.hosts[0].wait_for("the new host's Node", 60, || {
-        cluster.hosts[0].berth(&["get", "node", &name]).status.success().then_some(())
+        cluster.hosts[0]
+            .berth(&["get", "node", &name])
+            .status
+            .success()
+            .then_some(())
     });
     cluster.hosts[0].ok(&["label", "node", &name, "role=worker"]);
     on(&cluster, &["h1", "h2", "h3"]);
@@ -479,13 +744,18 @@ fn a_daemonset_follows_hosts_joining_and_relabelled() {
 /// Whether any process on the machine runs in the cgroup of the pod with `uid`.
 fn pod_processes_exist(uid: &str) -> bool {
     let needle = format!("pod{uid}");
-    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|entry| {
-        std::fs::read_to_string(entry.path().join("cgroup")).is_ok_and(|c| c.contains(&needle))
-    })
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            std::fs::read_to_string(entry.path().join("cgroup")).is_ok_and(|c| c.contains(&needle))
+        })
 }
 
 #[test]
-fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_nothing_runs_twice() {
+fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_nothing_runs_twice()
+{
     let mut cluster = Cluster::empty("cutoff");
     let grace = ["--node-monitor-grace-period", "3s"];
     cluster.add_host();
@@ -493,7 +763,10 @@ fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_n
     cluster.hosts[0].launch();
     cluster.hosts[0].import_image();
     for _ in 1..3 {
-        let token = cluster.hosts[0].ok(&["token", "create", "--ttl", "1h"]).trim().to_string();
+        let token = cluster.hosts[0]
+            .ok(&["token", "create", "--ttl", "1h"])
+            .trim()
+            .to_string();
         let i = cluster.add_host();
         let server = format!("{}:7443", cluster.hosts[0].ip);
         cluster.hosts[i].add_args(&grace);
@@ -516,14 +789,22 @@ fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_n
     );
     for manifest in [&set, &job] {
         let out = cluster.hosts[leader].apply(manifest);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let ask = &cluster.hosts[leader];
     ask.wait_for("three db pods ready, one per host", 120, || {
         let pods = set_pods(&cluster, leader, "db");
         (pods.len() == 3 && pods.iter().all(|p| p.2)).then_some(())
     });
-    let stateful_on_victim = set_pods(&cluster, leader, "db").into_iter().find(|p| p.1 == victim_name).expect("a db pod on the victim").0;
+    let stateful_on_victim = set_pods(&cluster, leader, "db")
+        .into_iter()
+        .find(|p| p.1 == victim_name)
+        .expect("a db pod on the victim")
+        .0;
     // The Job's pod: moved onto the victim if the scheduler put it elsewhere (delete until it lands there).
     let job_pod = ask.wait_for("the job pod running on the victim", 120, || {
         let pods = set_pods(&cluster, leader, "work");
@@ -544,40 +825,72 @@ fn a_cut_off_host_is_not_ready_its_local_claim_pod_stays_its_job_pod_moves_and_n
     for other in cluster.hosts.iter().filter(|h| h.name != victim_name) {
         let _ = ask.berth(&["uncordon", &other.name]);
     }
-    let job_uid = ask.json(&["get", "pod", &job_pod])["metadata"]["uid"].as_str().unwrap().to_string();
+    let job_uid = ask.json(&["get", "pod", &job_pod])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     cluster.cut(victim);
     let cut_at = Instant::now();
     ask.wait_for("the cut host NotReady", 30, || {
         let node = ask.json(&["get", "node", &victim_name]);
-        let ready = node["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["status"].clone();
+        let ready = node["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?["status"]
+            .clone();
         (ready != "True").then_some(())
     });
-    assert!(cut_at.elapsed() < Duration::from_secs(20), "NotReady took {:?} with a 3 s grace period", cut_at.elapsed());
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(20),
+        "NotReady took {:?} with a 3 s grace period",
+        cut_at.elapsed()
+    );
     // The Job's pod is re-created on another host; the stateful pod stays pinned to the victim.
     ask.wait_for("the job pod replaced on a reachable host", 90, || {
         let pods = set_pods(&cluster, leader, "work");
-        pods.iter().any(|p| p.0 != job_pod && p.1 != victim_name && p.2).then_some(())
+        pods.iter()
+            .any(|p| p.0 != job_pod && p.1 != victim_name && p.2)
+            .then_some(())
     });
     // The cut host fenced itself: its stateful pod's containers stopped (it cannot know
     // whether the cluster still counts on it).
-    let db_uid = cluster.hosts[victim].json(&["get", "pod", &stateful_on_victim])["metadata"]["uid"].as_str().unwrap().to_string();
-    ask.wait_for("the fenced host's stateful pod stopped", 30, || (!pod_processes_exist(&db_uid)).then_some(()));
+    let db_uid =
+        cluster.hosts[victim].json(&["get", "pod", &stateful_on_victim])["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    ask.wait_for("the fenced host's stateful pod stopped", 30, || {
+        (!pod_processes_exist(&db_uid)).then_some(())
+    });
     let db = set_pods(&cluster, leader, "db");
     let copies: Vec<_> = db.iter().filter(|p| p.0 == stateful_on_victim).collect();
     assert_eq!(copies.len(), 1, "one copy of {stateful_on_victim}: {db:?}");
-    assert_eq!(copies[0].1, victim_name, "{stateful_on_victim} stays on the host holding its claim: {db:?}");
+    assert_eq!(
+        copies[0].1, victim_name,
+        "{stateful_on_victim} stays on the host holding its claim: {db:?}"
+    );
 
     // The host returns: the evicted Job pod stops there; nothing runs twice.
     cluster.reconnect(victim);
-    ask.wait_for("the evicted job pod stopped on the returned host", 90, || (!pod_processes_exist(&job_uid)).then_some(()));
+    ask.wait_for(
+        "the evicted job pod stopped on the returned host",
+        90,
+        || (!pod_processes_exist(&job_uid)).then_some(()),
+    );
     ask.wait_for("the returned host Ready", 60, || {
         let node = ask.json(&["get", "node", &victim_name]);
-        let ready = node["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["status"].clone();
+        let ready = node["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?["status"]
+            .clone();
         (ready == "True").then_some(())
     });
     // The fence is lifted: the stateful pod runs again, on its host, with its claim.
-    ask.wait_for("the stateful pod running again on its host", 60, || pod_processes_exist(&db_uid).then_some(()));
+    ask.wait_for("the stateful pod running again on its host", 60, || {
+        pod_processes_exist(&db_uid).then_some(())
+    });
     let work = set_pods(&cluster, leader, "work");
     assert_eq!(work.len(), 1, "one job pod: {work:?}");
     let db = set_pods(&cluster, leader, "db");

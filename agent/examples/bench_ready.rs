@@ -28,7 +28,10 @@ fn pod(name: &str, image: &str) -> Value {
 fn ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// `VmRSS` of `pid` with its anonymous and file-backed (mostly the binary's code) parts.
@@ -42,15 +45,28 @@ fn rss_kib(pid: u32) -> String {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    format!("{} KiB (anonymous {} KiB, file-backed {} KiB)", field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+    format!(
+        "{} KiB (anonymous {} KiB, file-backed {} KiB)",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:")
+    )
 }
 
 async fn delete_all(client: &Client) {
     let _ = client
-        .json(Method::DELETE, "/api/v1/namespaces/default/pods?labelSelector=bench%3Dready", None, Some(&json!({"gracePeriodSeconds": 0})))
+        .json(
+            Method::DELETE,
+            "/api/v1/namespaces/default/pods?labelSelector=bench%3Dready",
+            None,
+            Some(&json!({"gracePeriodSeconds": 0})),
+        )
         .await;
     loop {
-        let list = client.get("/api/v1/namespaces/default/pods?labelSelector=bench%3Dready").await.unwrap();
+        let list = client
+            .get("/api/v1/namespaces/default/pods?labelSelector=bench%3Dready")
+            .await
+            .unwrap();
         if list["items"].as_array().is_none_or(Vec::is_empty) {
             return;
         }
@@ -72,7 +88,10 @@ async fn main() {
     for i in 0..rounds {
         let name = format!("ready-{i}");
         let list = client.get("/api/v1/namespaces/default/pods").await.unwrap();
-        let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let mut events = Box::pin(
             client
                 .watch(&format!("/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3D{name}"))
@@ -80,7 +99,15 @@ async fn main() {
                 .unwrap(),
         );
         let start = Instant::now();
-        client.json(Method::POST, "/api/v1/namespaces/default/pods", None, Some(&pod(&name, image))).await.unwrap();
+        client
+            .json(
+                Method::POST,
+                "/api/v1/namespaces/default/pods",
+                None,
+                Some(&pod(&name, image)),
+            )
+            .await
+            .unwrap();
         while let Some(event) = events.next().await {
             if ready(&event.unwrap()["object"]) {
                 break;
@@ -93,17 +120,37 @@ async fn main() {
     }
     samples.sort();
     let median = samples[samples.len() / 2];
-    println!("apply -> Ready, median of {rounds}: {:.1} ms (min {:.1}, max {:.1})",
-        median.as_secs_f64() * 1000.0, samples[0].as_secs_f64() * 1000.0, samples[samples.len() - 1].as_secs_f64() * 1000.0);
+    println!(
+        "apply -> Ready, median of {rounds}: {:.1} ms (min {:.1}, max {:.1})",
+        median.as_secs_f64() * 1000.0,
+        samples[0].as_secs_f64() * 1000.0,
+        samples[samples.len() - 1].as_secs_f64() * 1000.0
+    );
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("agent RSS idle: {}", rss_kib(agent_pid));
     for i in 0..pods {
-        client.json(Method::POST, "/api/v1/namespaces/default/pods", None, Some(&pod(&format!("ready-{i}"), image))).await.unwrap();
+        client
+            .json(
+                Method::POST,
+                "/api/v1/namespaces/default/pods",
+                None,
+                Some(&pod(&format!("ready-{i}"), image)),
+            )
+            .await
+            .unwrap();
     }
     loop {
-        let list = client.get("/api/v1/namespaces/default/pods?labelSelector=bench%3Dready").await.unwrap();
-        let n = list["items"].as_array().unwrap().iter().filter(|p| ready(p)).count();
+        let list = client
+            .get("/api/v1/namespaces/default/pods?labelSelector=bench%3Dready")
+            .await
+            .unwrap();
+        let n = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| ready(p))
+            .count();
         if n == pods {
             break;
         }

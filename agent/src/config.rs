@@ -69,7 +69,12 @@ pub struct AgentFlags {
     #[arg(long, value_name = "HOST:PORT")]
     pub join: Option<String>,
     /// The join token printed by `berth token create` on a cluster host.
-    #[arg(long, value_name = "TOKEN", env = "BERTH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "BERTH_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// The network every node's pod CIDR (a /24) is taken from [default: 10.244.0.0/16].
     #[arg(long, value_name = "CIDR")]
@@ -171,7 +176,10 @@ pub enum ConfigError {
         source: toml::de::Error,
     },
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl AgentConfig {
@@ -209,9 +217,16 @@ impl AgentConfig {
             .cgroup_parent
             .or(file.cgroup_parent)
             .unwrap_or_else(|| "berth".to_string());
-        let dns_listen = if flags.dns_listen.is_empty() { file.dns_listen } else { flags.dns_listen };
-        let dns_upstream =
-            if flags.dns_upstream.is_empty() { file.dns_upstream } else { flags.dns_upstream };
+        let dns_listen = if flags.dns_listen.is_empty() {
+            file.dns_listen
+        } else {
+            flags.dns_listen
+        };
+        let dns_upstream = if flags.dns_upstream.is_empty() {
+            file.dns_upstream
+        } else {
+            flags.dns_upstream
+        };
         let dns_ttl = flags.dns_ttl.or(file.dns_ttl).unwrap_or(5);
         let log_format = match flags.log_format.or(file.log_format).as_deref() {
             None | Some("plain") => LogFormat::Plain,
@@ -219,18 +234,29 @@ impl AgentConfig {
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     field: "log-format",
-                    message: format!("unsupported value {other:?}: supported values: \"plain\", \"json\""),
+                    message: format!(
+                        "unsupported value {other:?}: supported values: \"plain\", \"json\""
+                    ),
                 });
             }
         };
         let pod_cidr_given = flags.pod_cidr.is_some() || file.pod_cidr.is_some();
-        let pod_cidr_text = flags.pod_cidr.or(file.pod_cidr).unwrap_or_else(|| "10.244.0.0/24".to_string());
+        let pod_cidr_text = flags
+            .pod_cidr
+            .or(file.pod_cidr)
+            .unwrap_or_else(|| "10.244.0.0/24".to_string());
         let pod_cidr: ipnet::Ipv4Net = pod_cidr_text.parse().map_err(|_| ConfigError::Invalid {
             field: "pod-cidr",
             message: format!("{pod_cidr_text:?} is not an IPv4 network (like 10.244.0.0/24)"),
         })?;
-        let bridge = flags.bridge.or(file.bridge).unwrap_or_else(|| "berth0".to_string());
-        let listen = flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7443)));
+        let bridge = flags
+            .bridge
+            .or(file.bridge)
+            .unwrap_or_else(|| "berth0".to_string());
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7443)));
         let advertise_address = match flags.advertise_address.or(file.advertise_address) {
             None => None,
             Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
@@ -242,29 +268,59 @@ impl AgentConfig {
             (None, None) => None,
             (Some(host), Some(token)) => {
                 if !host.contains(':') {
-                    return Err(ConfigError::Invalid { field: "join", message: format!("{host:?} must be HOST:PORT (like 192.168.1.10:7443)") });
+                    return Err(ConfigError::Invalid {
+                        field: "join",
+                        message: format!("{host:?} must be HOST:PORT (like 192.168.1.10:7443)"),
+                    });
                 }
                 Some((host, token))
             }
-            (Some(_), None) => return Err(ConfigError::Invalid { field: "token", message: "--join needs --token (from `berth token create` on a cluster host)".into() }),
-            (None, Some(_)) => return Err(ConfigError::Invalid { field: "join", message: "--token is only used with --join HOST:PORT".into() }),
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    field: "token",
+                    message: "--join needs --token (from `berth token create` on a cluster host)"
+                        .into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "join",
+                    message: "--token is only used with --join HOST:PORT".into(),
+                });
+            }
         };
-        let cluster_cidr_text = flags.cluster_cidr.or(file.cluster_cidr).unwrap_or_else(|| "10.244.0.0/16".to_string());
-        let cluster_cidr: ipnet::Ipv4Net = cluster_cidr_text.parse().map_err(|_| ConfigError::Invalid {
-            field: "cluster-cidr",
-            message: format!("{cluster_cidr_text:?} is not an IPv4 network (like 10.244.0.0/16)"),
-        })?;
+        let cluster_cidr_text = flags
+            .cluster_cidr
+            .or(file.cluster_cidr)
+            .unwrap_or_else(|| "10.244.0.0/16".to_string());
+        let cluster_cidr: ipnet::Ipv4Net =
+            cluster_cidr_text
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    field: "cluster-cidr",
+                    message: format!(
+                        "{cluster_cidr_text:?} is not an IPv4 network (like 10.244.0.0/16)"
+                    ),
+                })?;
         if cluster_cidr.prefix_len() > 24 || cluster_cidr.network() != cluster_cidr.addr() {
             return Err(ConfigError::Invalid {
                 field: "cluster-cidr",
-                message: format!("{cluster_cidr_text} must be a network address with a prefix of /24 or shorter"),
+                message: format!(
+                    "{cluster_cidr_text} must be a network address with a prefix of /24 or shorter"
+                ),
             });
         }
-        let grace_text = flags.node_monitor_grace_period.or(file.node_monitor_grace_period).unwrap_or_else(|| "10s".to_string());
+        let grace_text = flags
+            .node_monitor_grace_period
+            .or(file.node_monitor_grace_period)
+            .unwrap_or_else(|| "10s".to_string());
         let node_monitor_grace = match crate::cluster::token::parse_ttl(&grace_text) {
             Some(d) if d >= std::time::Duration::from_secs(2) => d,
             Some(_) => {
-                return Err(ConfigError::Invalid { field: "node-monitor-grace-period", message: format!("{grace_text} is shorter than the minimum of 2s") });
+                return Err(ConfigError::Invalid {
+                    field: "node-monitor-grace-period",
+                    message: format!("{grace_text} is shorter than the minimum of 2s"),
+                });
             }
             None => {
                 return Err(ConfigError::Invalid {
@@ -299,7 +355,11 @@ impl AgentConfig {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        for (field, path) in [("data-dir", &self.data_dir), ("run-dir", &self.run_dir), ("socket", &self.socket)] {
+        for (field, path) in [
+            ("data-dir", &self.data_dir),
+            ("run-dir", &self.run_dir),
+            ("socket", &self.socket),
+        ] {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid {
                     field,
@@ -322,20 +382,35 @@ impl AgentConfig {
                 message: format!("{:?} must be a lowercase DNS domain", self.cluster_domain),
             });
         }
-        if self.bridge.is_empty() || self.bridge.len() > 15 || !self.bridge.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        if self.bridge.is_empty()
+            || self.bridge.len() > 15
+            || !self
+                .bridge
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
             return Err(ConfigError::Invalid {
                 field: "bridge",
-                message: format!("{:?} must be an interface name of at most 15 letters, digits, '-', '_' or '.'", self.bridge),
+                message: format!(
+                    "{:?} must be an interface name of at most 15 letters, digits, '-', '_' or '.'",
+                    self.bridge
+                ),
             });
         }
         if self.pod_cidr.prefix_len() > 30 {
             return Err(ConfigError::Invalid {
                 field: "pod-cidr",
-                message: format!("{} holds no pod addresses: use a /30 or larger network", self.pod_cidr),
+                message: format!(
+                    "{} holds no pod addresses: use a /30 or larger network",
+                    self.pod_cidr
+                ),
             });
         }
         if self.cgroup_parent.is_empty()
-            || !self.cgroup_parent.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !self
+                .cgroup_parent
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(ConfigError::Invalid {
                 field: "cgroup-parent",
@@ -350,14 +425,22 @@ impl AgentConfig {
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn hostname() -> Result<String, ConfigError> {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|source| ConfigError::Read {
-        path: PathBuf::from("/proc/sys/kernel/hostname"),
-        source,
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|source| {
+        ConfigError::Read {
+            path: PathBuf::from("/proc/sys/kernel/hostname"),
+            source,
+        }
     })?;
     Ok(raw.trim().to_ascii_lowercase())
 }
@@ -378,7 +461,9 @@ pub fn is_dns_subdomain(value: &str) -> bool {
         && value.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -447,18 +532,30 @@ mod tests {
             ("log-format", |f| f.log_format = Some("xml".into())),
             ("pod-cidr", |f| f.pod_cidr = Some("10.244.0.0/33".into())),
             ("pod-cidr", |f| f.pod_cidr = Some("10.244.0.1/31".into())),
-            ("bridge", |f| f.bridge = Some("a-very-long-bridge-name".into())),
-            ("advertise-address", |f| f.advertise_address = Some("host-a".into())),
+            ("bridge", |f| {
+                f.bridge = Some("a-very-long-bridge-name".into())
+            }),
+            ("advertise-address", |f| {
+                f.advertise_address = Some("host-a".into())
+            }),
             ("token", |f| f.join = Some("10.0.0.1:7443".into())),
             ("join", |f| f.token = Some("K10".into())),
             ("join", |f| {
                 f.join = Some("10.0.0.1".into());
                 f.token = Some("K10".into())
             }),
-            ("cluster-cidr", |f| f.cluster_cidr = Some("10.244.0.0/25".into())),
-            ("cluster-cidr", |f| f.cluster_cidr = Some("10.244.1.0/16".into())),
-            ("node-monitor-grace-period", |f| f.node_monitor_grace_period = Some("1s".into())),
-            ("node-monitor-grace-period", |f| f.node_monitor_grace_period = Some("ten".into())),
+            ("cluster-cidr", |f| {
+                f.cluster_cidr = Some("10.244.0.0/25".into())
+            }),
+            ("cluster-cidr", |f| {
+                f.cluster_cidr = Some("10.244.1.0/16".into())
+            }),
+            ("node-monitor-grace-period", |f| {
+                f.node_monitor_grace_period = Some("1s".into())
+            }),
+            ("node-monitor-grace-period", |f| {
+                f.node_monitor_grace_period = Some("ten".into())
+            }),
         ];
         for (field, mutate) in cases {
             let mut f = flags("/x");

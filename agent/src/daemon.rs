@@ -13,14 +13,14 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::api::{Api, ApiConfig};
+use crate::cluster::identity::Identity;
+use crate::cluster::pki::PkiDir;
+use crate::cluster::{Cluster, join, leadership, peer, routes};
 use crate::config::{AgentConfig, LogFormat};
 use crate::controllers;
 use crate::kubelet::images::Images;
 use crate::kubelet::node_io::KubeletIo;
 use crate::kubelet::{Kubelet, NodeContext, NodeSettings, node};
-use crate::cluster::identity::Identity;
-use crate::cluster::pki::PkiDir;
-use crate::cluster::{Cluster, join, leadership, peer, routes};
 use crate::state::raft::TlsSlot;
 use crate::state::{Command, State, StateConfig, Timestamp};
 
@@ -30,9 +30,13 @@ pub fn init_logging(format: LogFormat) {
     let filter = std::env::var("BERTH_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,hickory_proto=warn,openraft=warn".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr);
     match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().init(),
         (LogFormat::Plain, true) => builder.without_time().init(),
@@ -47,7 +51,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     for dir in [&config.data_dir, &config.run_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("securing {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("securing {}", dir.display()))?;
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -55,18 +60,30 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let advertise_ip = match join::advertise_ip(config.advertise_address) {
         Some(ip) => ip,
         None => {
-            tracing::warn!("no address for peers found (no default route): using 127.0.0.1; set --advertise-address for other hosts to join");
+            tracing::warn!(
+                "no address for peers found (no default route): using 127.0.0.1; set --advertise-address for other hosts to join"
+            );
             IpAddr::from([127, 0, 0, 1])
         }
     };
     let advertise = std::net::SocketAddr::new(advertise_ip, config.listen.port()).to_string();
     let pki = PkiDir::new(&config.data_dir);
-    let mut identity = Identity::load(&pki, &config.node_name, advertise_ip).context("loading the cluster certificates")?;
+    let mut identity = Identity::load(&pki, &config.node_name, advertise_ip)
+        .context("loading the cluster certificates")?;
     match (&identity, &config.join) {
-        (Some(_), Some((server, _))) => tracing::warn!(%server, "this host is already in a cluster: --join is ignored"),
+        (Some(_), Some((server, _))) => {
+            tracing::warn!(%server, "this host is already in a cluster: --join is ignored")
+        }
         (None, None) => {
             let given = config.pod_cidr_given.then_some(config.pod_cidr);
-            let founded = Identity::found(&pki, &config.node_name, advertise_ip, config.cluster_cidr, given).context("creating the cluster CA")?;
+            let founded = Identity::found(
+                &pki,
+                &config.node_name,
+                advertise_ip,
+                config.cluster_cidr,
+                given,
+            )
+            .context("creating the cluster CA")?;
             tracing::info!(ca_sha256 = %founded.ca.fingerprint(), pod_cidr = %founded.record.pod_cidr, "founded a new cluster");
             identity = Some(founded);
         }
@@ -74,7 +91,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     let peer_tls = TlsSlot::default();
     if let Some(identity) = &identity {
-        *peer_tls.write().expect("TLS slot lock") = Some(identity.peer_client_config().context("loading the node certificate")?);
+        *peer_tls.write().expect("TLS slot lock") = Some(
+            identity
+                .peer_client_config()
+                .context("loading the node certificate")?,
+        );
     }
     let mut state_config = StateConfig::new(&config.data_dir, &config.node_name);
     state_config.advertise_address = advertise.clone();
@@ -88,10 +109,23 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         None => {
             let (server, token) = config.join.clone().expect("a host without identity joins");
             tracing::info!(%server, node_id = state.node_id(), %advertise, "joining the cluster");
-            match join::join(&pki, &server, &token, &config.node_name, state.node_id(), &advertise).await {
+            match join::join(
+                &pki,
+                &server,
+                &token,
+                &config.node_name,
+                state.node_id(),
+                &advertise,
+            )
+            .await
+            {
                 Ok((identity, members)) => {
                     tracing::info!(members = members.len(), pod_cidr = %identity.record.pod_cidr, "joined the cluster as a learner");
-                    *peer_tls.write().expect("TLS slot lock") = Some(identity.peer_client_config().context("loading the node certificate")?);
+                    *peer_tls.write().expect("TLS slot lock") = Some(
+                        identity
+                            .peer_client_config()
+                            .context("loading the node certificate")?,
+                    );
                     identity
                 }
                 Err(error) => {
@@ -115,61 +149,103 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let peer_router = peer::router(cluster.clone(), late_api.clone());
     let peer_server = tokio::spawn(peer::serve(
         peer_listener,
-        identity.server_config().context("loading the node certificate")?,
+        identity
+            .server_config()
+            .context("loading the node certificate")?,
         peer_router,
         shutdown_rx.clone(),
     ));
     tracing::info!(listen = %config.listen, %advertise, "peer port serving");
 
     // A restarted or joining member needs a leader before it can write.
-    let leader = state.raft().wait(Some(Duration::from_secs(30))).metrics(|m| m.current_leader.is_some(), "a raft leader is known").await;
+    let leader = state
+        .raft()
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.current_leader.is_some(), "a raft leader is known")
+        .await;
     if leader.is_err() {
-        tracing::warn!("no raft leader after 30s (no quorum): starting anyway; writes fail until a majority of hosts is up");
+        tracing::warn!(
+            "no raft leader after 30s (no quorum): starting anyway; writes fail until a majority of hosts is up"
+        );
     }
     if let Err(error) = ensure_namespace(&state, "default").await {
         tracing::warn!(error = %format!("{error:#}"), "cannot create the default namespace now");
     }
 
     let mut runtime_config = RuntimeConfig::new(
-        RuntimeDirs { run_dir: config.run_dir.clone(), data_dir: config.data_dir.clone() },
+        RuntimeDirs {
+            run_dir: config.run_dir.clone(),
+            data_dir: config.data_dir.clone(),
+        },
         &config.shim_path,
     );
     runtime_config.cgroup_parent = config.cgroup_parent.clone();
     if !config.shim_path.exists() {
-        anyhow::bail!("the shim {} does not exist (set --shim-path)", config.shim_path.display());
+        anyhow::bail!(
+            "the shim {} does not exist (set --shim-path)",
+            config.shim_path.display()
+        );
     }
     let runtime = Runtime::new(runtime_config).context("setting up the container runtime")?;
-    let images = Images::new(ImageStore::open(&config.data_dir).context("opening the image store")?);
+    let images =
+        Images::new(ImageStore::open(&config.data_dir).context("opening the image store")?);
     let events = crate::events::start(state.clone());
 
     let host_ip = Some(advertise_ip.to_string());
-    if let Err(error) = node::register(&state, &config.node_name, host_ip.as_deref(), Some(&pod_cidr.to_string())).await {
+    if let Err(error) = node::register(
+        &state,
+        &config.node_name,
+        host_ip.as_deref(),
+        Some(&pod_cidr.to_string()),
+    )
+    .await
+    {
         tracing::warn!(error = %crate::kubelet::images::error_chain(&error), "registering this node failed; the heartbeat retries");
     }
-
 
     // The pod network: the bridge holds the pods' gateway, where DNS listens for them.
     let mut network_config = crate::network::NetworkConfig::new(pod_cidr);
     network_config.bridge = config.bridge.clone();
-    network_config.nft_table = if config.bridge == "berth0" { "berth".to_string() } else { config.bridge.clone() };
+    network_config.nft_table = if config.bridge == "berth0" {
+        "berth".to_string()
+    } else {
+        config.bridge.clone()
+    };
     let network = crate::network::NodeNetwork::start(state.clone(), network_config)
         .await
-        .with_context(|| format!("setting up the pod network {} on bridge {}", pod_cidr, config.bridge))?;
+        .with_context(|| {
+            format!(
+                "setting up the pod network {} on bridge {}",
+                pod_cidr, config.bridge
+            )
+        })?;
     let gateway = network.gateway();
     tracing::info!(%pod_cidr, bridge = %config.bridge, %gateway, "pod network ready");
-    tokio::spawn(routes::run(state.clone(), network.clone(), config.node_name.clone(), shutdown_rx.clone()));
+    tokio::spawn(routes::run(
+        state.clone(),
+        network.clone(),
+        config.node_name.clone(),
+        shutdown_rx.clone(),
+    ));
 
     // DNS: the authority follows pods and services; the server answers the pods on the
     // gateway and anyone on the extra listen addresses; recursion only for loopback, this
     // node and the pod network.
-    let mut allowed: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().expect("valid"), "::1/128".parse().expect("valid")];
+    let mut allowed: Vec<ipnet::IpNet> = vec![
+        "127.0.0.0/8".parse().expect("valid"),
+        "::1/128".parse().expect("valid"),
+    ];
     allowed.push(ipnet::IpNet::V4(identity.record.cluster_cidr));
     allowed.push(ipnet::IpNet::V4(pod_cidr));
     allowed.push(ipnet::IpNet::from(advertise_ip));
     let dns = crate::dns::start(
         &config,
         state.clone(),
-        crate::dns::Listen { gateway: std::net::SocketAddr::new(gateway, 53), allowed, pod_networks: vec![ipnet::IpNet::V4(pod_cidr)] },
+        crate::dns::Listen {
+            gateway: std::net::SocketAddr::new(gateway, 53),
+            allowed,
+            pod_networks: vec![ipnet::IpNet::V4(pod_cidr)],
+        },
         shutdown_rx.clone(),
     )
     .await
@@ -188,7 +264,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             cluster_domain: config.cluster_domain.clone(),
             host_ip: host_ip.clone(),
             cluster_dns,
-            network: Some(Arc::new(crate::kubelet::network_hook::Hook(network.clone()))),
+            network: Some(Arc::new(crate::kubelet::network_hook::Hook(
+                network.clone(),
+            ))),
         },
     );
     // The heartbeat raises the node's fence when it cannot commit for most of the grace
@@ -198,30 +276,51 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         config.node_name.clone(),
         host_ip.clone(),
         Some(pod_cidr.to_string()),
-        node::FenceSettings { grace: config.node_monitor_grace },
+        node::FenceSettings {
+            grace: config.node_monitor_grace,
+        },
         node_context.fence.clone(),
         shutdown_rx.clone(),
     ));
-    let kubelet = Kubelet::start(node_context, shutdown_rx.clone()).context("adopting running containers")?;
+    let kubelet =
+        Kubelet::start(node_context, shutdown_rx.clone()).context("adopting running containers")?;
 
     // This node's claims: directories, size limits, Bound, usage (on every host).
     let claim_node = crate::claims::node::ClaimNode::new(
         state.clone(),
         events.clone(),
         config.node_name.clone(),
-        RuntimeDirs { run_dir: config.run_dir.clone(), data_dir: config.data_dir.clone() },
+        RuntimeDirs {
+            run_dir: config.run_dir.clone(),
+            data_dir: config.data_dir.clone(),
+        },
     );
     tokio::spawn(crate::claims::node::run(claim_node, shutdown_rx.clone()));
 
     // Controllers run only while this host leads.
     let node_monitor = controllers::node_lifecycle::Settings::with_grace(config.node_monitor_grace);
-    let controller_context = controllers::Context { state: state.clone(), events: events.clone(), node_name: config.node_name.clone() };
-    let leader_tasks = tokio::spawn(leadership::run(state.clone(), shutdown_rx.clone(), move |stop| {
-        controllers::start_all_with(controller_context.clone(), node_monitor, stop)
-    }));
+    let controller_context = controllers::Context {
+        state: state.clone(),
+        events: events.clone(),
+        node_name: config.node_name.clone(),
+    };
+    let leader_tasks = tokio::spawn(leadership::run(
+        state.clone(),
+        shutdown_rx.clone(),
+        move |stop| controllers::start_all_with(controller_context.clone(), node_monitor, stop),
+    ));
 
-    let listener = crate::api::server::bind(&config.socket).with_context(|| format!("binding the API socket {}", config.socket.display()))?;
-    let api = Api::new(state.clone(), Arc::new(KubeletIo { node: kubelet.node().clone() }), ApiConfig { version: env!("CARGO_PKG_VERSION").into() });
+    let listener = crate::api::server::bind(&config.socket)
+        .with_context(|| format!("binding the API socket {}", config.socket.display()))?;
+    let api = Api::new(
+        state.clone(),
+        Arc::new(KubeletIo {
+            node: kubelet.node().clone(),
+        }),
+        ApiConfig {
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    );
     let _ = late_api.set(api.clone());
     let mut api_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(crate::api::server::serve(
@@ -259,7 +358,14 @@ async fn ensure_namespace(state: &State, name: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}, "status": {"phase": "Active"}});
-    match state.propose(Command::create(ns, uuid::Uuid::new_v4().to_string(), Timestamp::now())).await {
+    match state
+        .propose(Command::create(
+            ns,
+            uuid::Uuid::new_v4().to_string(),
+            Timestamp::now(),
+        ))
+        .await
+    {
         Ok(_) | Err(crate::state::ProposeError::Rejected(_)) => Ok(()),
         Err(e) => Err(e).context("creating the default namespace"),
     }
@@ -303,7 +409,9 @@ fn trim_memory(mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<(
 /// Pings systemd's watchdog at half its interval while the agent runs.
 fn watchdog(mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let Some(interval) = sd_notify::watchdog_enabled() else { return };
+        let Some(interval) = sd_notify::watchdog_enabled() else {
+            return;
+        };
         let period = interval / 2;
         loop {
             tokio::select! {

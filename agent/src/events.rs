@@ -60,7 +60,13 @@ pub struct InvolvedObject {
 impl InvolvedObject {
     /// The reference to a stored object.
     pub fn of(object: &Value) -> InvolvedObject {
-        let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        let s = |p: &str| {
+            object
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         InvolvedObject {
             kind: s("/kind"),
             api_version: s("/apiVersion"),
@@ -95,7 +101,14 @@ impl Recorder {
         component: &'static str,
     ) {
         let message = message.into();
-        let record = EventRecord { involved, type_, reason: reason.to_string(), message, component, time: Timestamp::now() };
+        let record = EventRecord {
+            involved,
+            type_,
+            reason: reason.to_string(),
+            message,
+            component,
+            time: Timestamp::now(),
+        };
         match self.tx.try_send(record) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(r)) => {
@@ -166,16 +179,29 @@ fn event_commands(state: &State, burst: Vec<EventRecord>, sequence: &mut u64) ->
     let mut commands = Vec::new();
     let mut touched: HashMap<(String, String, String, String), Value> = HashMap::new();
     for r in burst {
-        let sig = (r.involved.uid.clone(), r.reason.clone(), r.message.clone(), r.involved.field_path.clone().unwrap_or_default());
+        let sig = (
+            r.involved.uid.clone(),
+            r.reason.clone(),
+            r.message.clone(),
+            r.involved.field_path.clone().unwrap_or_default(),
+        );
         let time = r.time.to_rfc3339();
-        if let Some(mut e) = touched.remove(&sig).or_else(|| by_signature.get(&sig).cloned()) {
+        if let Some(mut e) = touched
+            .remove(&sig)
+            .or_else(|| by_signature.get(&sig).cloned())
+        {
             e["count"] = json!(e["count"].as_i64().unwrap_or(1) + 1);
             e["lastTimestamp"] = json!(time);
             touched.insert(sig, e);
             continue;
         }
         *sequence += 1;
-        let name = format!("{}.{:x}{:04x}", r.involved.name, r.time.unix_seconds(), *sequence % 0x10000);
+        let name = format!(
+            "{}.{:x}{:04x}",
+            r.involved.name,
+            r.time.unix_seconds(),
+            *sequence % 0x10000
+        );
         let mut involved = json!({
             "kind": r.involved.kind,
             "namespace": r.involved.namespace,
@@ -186,7 +212,11 @@ fn event_commands(state: &State, burst: Vec<EventRecord>, sequence: &mut u64) ->
         if let Some(fp) = &r.involved.field_path {
             involved["fieldPath"] = json!(fp);
         }
-        let namespace = if r.involved.namespace.is_empty() { "default".to_string() } else { r.involved.namespace.clone() };
+        let namespace = if r.involved.namespace.is_empty() {
+            "default".to_string()
+        } else {
+            r.involved.namespace.clone()
+        };
         let event = json!({
             "apiVersion": "v1",
             "kind": "Event",
@@ -201,7 +231,11 @@ fn event_commands(state: &State, burst: Vec<EventRecord>, sequence: &mut u64) ->
             "lastTimestamp": time,
             "count": 1,
         });
-        commands.push(Command::create(event, uuid::Uuid::new_v4().to_string(), r.time));
+        commands.push(Command::create(
+            event,
+            uuid::Uuid::new_v4().to_string(),
+            r.time,
+        ));
     }
     for (_, e) in touched {
         commands.push(Command::update(e, Timestamp::now()));
@@ -210,8 +244,18 @@ fn event_commands(state: &State, burst: Vec<EventRecord>, sequence: &mut u64) ->
 }
 
 fn signature_of(e: &Value) -> (String, String, String, String) {
-    let s = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-    (s("/involvedObject/uid"), s("/reason"), s("/message"), s("/involvedObject/fieldPath"))
+    let s = |p: &str| {
+        e.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    (
+        s("/involvedObject/uid"),
+        s("/reason"),
+        s("/message"),
+        s("/involvedObject/fieldPath"),
+    )
 }
 
 /// Deletes events older than the TTL and, per namespace, all but the newest
@@ -221,8 +265,16 @@ fn expiry_commands(state: &State, now: Timestamp) -> Vec<Command> {
     let mut per_namespace: HashMap<String, Vec<(i64, ObjectKey)>> = HashMap::new();
     let mut commands = Vec::new();
     for e in events.iter() {
-        let ns = e.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
-        let name = e.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let ns = e
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = e
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let last = e
             .get("lastTimestamp")
             .and_then(Value::as_str)
@@ -240,7 +292,11 @@ fn expiry_commands(state: &State, now: Timestamp) -> Vec<Command> {
         if list.len() > MAX_EVENTS_PER_NAMESPACE {
             list.sort_by_key(|(t, _)| *t);
             let excess = list.len() - MAX_EVENTS_PER_NAMESPACE;
-            commands.extend(list.into_iter().take(excess).map(|(_, key)| Command::delete(key, now)));
+            commands.extend(
+                list.into_iter()
+                    .take(excess)
+                    .map(|(_, key)| Command::delete(key, now)),
+            );
         }
     }
     commands

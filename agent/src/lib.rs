@@ -6,12 +6,12 @@ pub mod state;
 
 pub mod api;
 pub mod claims;
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod config;
-pub mod kubelet;
-pub mod network;
 pub mod controllers;
 pub mod daemon;
 pub mod dns;
 pub mod events;
+pub mod kubelet;
+pub mod network;

@@ -36,7 +36,10 @@ fn main() -> ExitCode {
             }
         }
         command => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             let socket = cli.socket.unwrap_or_else(|| "/run/berth/berth.sock".into());
             runtime.block_on(berth_agent::cli::run(socket, command))
         }

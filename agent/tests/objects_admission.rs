@@ -1590,7 +1590,9 @@ fn updates_may_change_only_what_kubernetes_allows_plus_berths_two_relaxations() 
     let immutable_config = edit(&config_map(), &[("/immutable", json!(true))]);
     let sts_forbidden = |changed: &str| -> &'static str {
         // Leaked: a handful of expected messages in a test.
-        String::leak(format!("StatefulSet.apps \"web\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds' and 'podManagementPolicy' are forbidden (berth also allows growing volumeClaimTemplates[*].spec.resources.requests.storage); this update changes {changed}"))
+        String::leak(format!(
+            "StatefulSet.apps \"web\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds' and 'podManagementPolicy' are forbidden (berth also allows growing volumeClaimTemplates[*].spec.resources.requests.storage); this update changes {changed}"
+        ))
     };
     let cases: Vec<UpdateCase> = vec![
         (stateful_set(), vec![("/spec/replicas", json!(5))], None),

@@ -25,12 +25,22 @@ pub struct Lan {
 impl Lan {
     fn new(test: &str) -> Lan {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let short: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+        let short: String = test
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect();
         let prefix = format!("bc-{short}-{}-{n}", std::process::id());
-        let lan = Lan { netns: format!("{prefix}-lan"), prefix };
+        let lan = Lan {
+            netns: format!("{prefix}-lan"),
+            prefix,
+        };
         run("ip", &["netns", "add", &lan.netns]);
         run("ip", &["-n", &lan.netns, "link", "set", "lo", "up"]);
-        run("ip", &["-n", &lan.netns, "link", "add", "br0", "type", "bridge"]);
+        run(
+            "ip",
+            &["-n", &lan.netns, "link", "add", "br0", "type", "bridge"],
+        );
         run("ip", &["-n", &lan.netns, "link", "set", "br0", "up"]);
         lan
     }
@@ -38,7 +48,9 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
     }
 }
 
@@ -82,7 +94,10 @@ impl Cluster {
 
     /// A LAN without hosts.
     pub fn empty(test: &str) -> Cluster {
-        Cluster { lan: Lan::new(test), hosts: Vec::new() }
+        Cluster {
+            lan: Lan::new(test),
+            hosts: Vec::new(),
+        }
     }
 
     /// Creates the next host's namespace and link (its agent is not started).
@@ -94,20 +109,69 @@ impl Cluster {
         run("ip", &["netns", "add", &netns]);
         run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
         let port = format!("lan-{name}");
-        run("ip", &["link", "add", "name", "eth0", "netns", &netns, "type", "veth", "peer", "name", &port, "netns", &self.lan.netns]);
-        run("ip", &["-n", &self.lan.netns, "link", "set", &port, "master", "br0"]);
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "name",
+                "eth0",
+                "netns",
+                &netns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.lan.netns,
+            ],
+        );
+        run(
+            "ip",
+            &["-n", &self.lan.netns, "link", "set", &port, "master", "br0"],
+        );
         run("ip", &["-n", &self.lan.netns, "link", "set", &port, "up"]);
-        run("ip", &["-n", &netns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
         run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
-        run("ip", &["netns", "exec", &netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        let temp = tempfile::Builder::new().prefix(&format!("{netns}-")).tempdir().expect("temp dir");
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &netns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        );
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("{netns}-"))
+            .tempdir()
+            .expect("temp dir");
         self.hosts.push(Host {
             name,
             ip: ip.clone(),
             netns,
             dir: temp.path().to_path_buf(),
             cgroup_parent: format!("{}-{}", self.lan.prefix, index + 1),
-            args: vec!["--advertise-address".into(), ip, "--listen".into(), "0.0.0.0:7443".into()],
+            args: vec![
+                "--advertise-address".into(),
+                ip,
+                "--listen".into(),
+                "0.0.0.0:7443".into(),
+            ],
             child: None,
             _temp: temp,
         });
@@ -116,10 +180,15 @@ impl Cluster {
 
     /// Adds a host that joins with a fresh token from host 1 and waits until it serves.
     pub fn join_host(&mut self) -> usize {
-        let token = self.hosts[0].ok(&["token", "create", "--ttl", "1h"]).trim().to_string();
+        let token = self.hosts[0]
+            .ok(&["token", "create", "--ttl", "1h"])
+            .trim()
+            .to_string();
         let index = self.add_host();
         let server = format!("{}:7443", self.hosts[0].ip);
-        self.hosts[index].args.extend(["--join".to_string(), server, "--token".to_string(), token]);
+        self.hosts[index]
+            .args
+            .extend(["--join".to_string(), server, "--token".to_string(), token]);
         self.hosts[index].launch();
         self.hosts[index].import_image();
         index
@@ -129,7 +198,9 @@ impl Cluster {
     pub fn leader(&self, asking: usize) -> Option<usize> {
         let members = self.hosts[asking].berth(&["members"]);
         let text = String::from_utf8_lossy(&members.stdout).to_string();
-        let line = text.lines().find(|l| l.split_whitespace().nth(2) == Some("leader"))?;
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some("leader"))?;
         let name = line.split_whitespace().next()?;
         self.hosts.iter().position(|h| h.name == name)
     }
@@ -153,12 +224,32 @@ impl Cluster {
 
     /// Cuts host `index` off the LAN (link down on its bridge port).
     pub fn cut(&self, index: usize) {
-        run("ip", &["-n", &self.lan.netns, "link", "set", &format!("lan-{}", self.hosts[index].name), "down"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.lan.netns,
+                "link",
+                "set",
+                &format!("lan-{}", self.hosts[index].name),
+                "down",
+            ],
+        );
     }
 
     /// Reconnects host `index`.
     pub fn reconnect(&self, index: usize) {
-        run("ip", &["-n", &self.lan.netns, "link", "set", &format!("lan-{}", self.hosts[index].name), "up"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.lan.netns,
+                "link",
+                "set",
+                &format!("lan-{}", self.hosts[index].name),
+                "up",
+            ],
+        );
     }
 }
 
@@ -194,7 +285,11 @@ impl Host {
 
     /// Starts the agent in the host's namespace without waiting for it.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log")).expect("agent log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .expect("agent log");
         let mut cmd = Command::new(berth_bin());
         cmd.arg("agent")
             .arg("--data-dir")
@@ -210,18 +305,25 @@ impl Host {
             .arg("--dns-listen")
             .arg(format!("{}:53", self.ip))
             .args(&self.args)
-            .env("BERTH_LOG", std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "BERTH_LOG",
+                std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("NOTIFY_SOCKET")
             .env_remove("BERTH_SERVER")
             .env_remove("BERTH_KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
-        let netns = std::fs::File::open(format!("/run/netns/{}", self.netns)).expect("the host's network namespace");
+        let netns = std::fs::File::open(format!("/run/netns/{}", self.netns))
+            .expect("the host's network namespace");
         use std::os::unix::process::CommandExt;
         // SAFETY: between fork and exec only setns(2), which is async-signal-safe, runs.
         unsafe {
-            cmd.pre_exec(move || nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+            cmd.pre_exec(move || {
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
         }
         self.child = Some(cmd.spawn().expect("starting berth agent"));
     }
@@ -233,10 +335,23 @@ impl Host {
             if self.socket().exists() && self.berth(&["version"]).status.success() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("berth agent on {} exited with {status} while starting:\n{}", self.name, tail(&self.log(), 60));
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "berth agent on {} exited with {status} while starting:\n{}",
+                    self.name,
+                    tail(&self.log(), 60)
+                );
             }
-            assert!(Instant::now() < deadline, "berth agent on {} did not serve in {seconds} s:\n{}", self.name, tail(&self.log(), 60));
+            assert!(
+                Instant::now() < deadline,
+                "berth agent on {} did not serve in {seconds} s:\n{}",
+                self.name,
+                tail(&self.log(), 60)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -253,13 +368,21 @@ impl Host {
         let mut child = self.child.take().expect("a running agent");
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
-                assert!(!status.success(), "the agent on {} exited successfully", self.name);
+                assert!(
+                    !status.success(),
+                    "the agent on {} exited successfully",
+                    self.name
+                );
                 return self.log();
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the agent on {} is still running after {seconds} s:\n{}", self.name, tail(&self.log(), 40));
+                panic!(
+                    "the agent on {} is still running after {seconds} s:\n{}",
+                    self.name,
+                    tail(&self.log(), 40)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -267,7 +390,13 @@ impl Host {
 
     pub fn import_image(&self) {
         let image = test_image();
-        self.ok(&["image", "import", image.to_str().expect("utf-8 path"), "--name", IMAGE]);
+        self.ok(&[
+            "image",
+            "import",
+            image.to_str().expect("utf-8 path"),
+            "--name",
+            IMAGE,
+        ]);
     }
 
     /// SIGKILLs the agent.
@@ -328,7 +457,12 @@ impl Host {
             .stderr(Stdio::piped())
             .spawn()
             .expect("running berth apply");
-        child.stdin.take().expect("stdin").write_all(manifest.as_bytes()).expect("writing the manifest");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(manifest.as_bytes())
+            .expect("writing the manifest");
         finish_within(child, &format!("berth apply on {}", self.name))
     }
 
@@ -346,7 +480,13 @@ impl Host {
             if let Some(value) = check() {
                 return value;
             }
-            assert!(Instant::now() < deadline, "{} on {}: timed out after {seconds} s\nagent log:\n{}", what, self.name, tail(&self.log(), 40));
+            assert!(
+                Instant::now() < deadline,
+                "{} on {}: timed out after {seconds} s\nagent log:\n{}",
+                what,
+                self.name,
+                tail(&self.log(), 40)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -354,7 +494,18 @@ impl Host {
     /// Asks this host's DNS server (on its LAN address) for the A record of `name`.
     pub fn dig(&self, name: &str) -> String {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.netns, "dig", "+short", "+time=1", "+tries=1", &format!("@{}", self.ip), name, "A"])
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "dig",
+                "+short",
+                "+time=1",
+                "+tries=1",
+                &format!("@{}", self.ip),
+                name,
+                "A",
+            ])
             .output()
             .expect("running dig");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -362,16 +513,26 @@ impl Host {
 
     /// Runs a command in the host's network namespace.
     pub fn netns_exec(&self, args: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.netns]).args(args).output().expect("ip netns exec")
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
     }
 
     fn clean_up(&mut self) {
         self.kill();
-        let dirs = berth_runtime::RuntimeDirs { run_dir: self.dir.join("run"), data_dir: self.data_dir() };
+        let dirs = berth_runtime::RuntimeDirs {
+            run_dir: self.dir.join("run"),
+            data_dir: self.data_dir(),
+        };
         let mut config = berth_runtime::RuntimeConfig::new(dirs, shim_bin());
         config.cgroup_parent = self.cgroup_parent.clone();
         if let Ok(runtime) = berth_runtime::Runtime::new(config) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio");
             rt.block_on(async {
                 for c in runtime.recover().unwrap_or_default() {
                     let _ = runtime.remove_container(&c.id, true).await;
@@ -384,7 +545,11 @@ impl Host {
         }
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
             let root = self.dir.to_string_lossy().to_string();
-            let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&root)).collect();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| p.starts_with(&root))
+                .collect();
             points.sort_by_key(|p| std::cmp::Reverse(p.len()));
             for p in points {
                 let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
@@ -404,7 +569,9 @@ impl Host {
                 remove_empty_tree(&root.path().join(&self.cgroup_parent));
             }
         }
-        let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
     }
 }
 

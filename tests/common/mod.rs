@@ -173,13 +173,15 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
-        let netns = std::fs::File::open(format!("/run/netns/{}", self.netns)).expect("the agent's network namespace");
+        let netns = std::fs::File::open(format!("/run/netns/{}", self.netns))
+            .expect("the agent's network namespace");
         use std::os::unix::process::CommandExt;
         // SAFETY: between fork and exec only setns(2), which is async-signal-safe, runs; it
         // moves the child into the agent's network namespace and nothing else.
         unsafe {
             cmd.pre_exec(move || {
-                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
             });
         }
         self.child = Some(cmd.spawn().expect("starting berth agent"));
@@ -421,14 +423,24 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let listening = Command::new("ip")
-                .args(["netns", "exec", &self.netns, "ss", "-Hltn", &format!("sport = :{port}")])
+                .args([
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    "ss",
+                    "-Hltn",
+                    &format!("sport = :{port}"),
+                ])
                 .output()
                 .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
                 .unwrap_or(false);
             if listening {
                 return;
             }
-            assert!(Instant::now() < deadline, "the relay to port {port} did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the relay to port {port} did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -441,7 +453,9 @@ impl Drop for Agent {
             let _ = relay.wait();
         }
         self.clean_up();
-        let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
     }
 }
 
@@ -487,8 +501,16 @@ fn finish_within(child: Child, what: &str) -> Output {
 
 /// Runs a setup command; panics with its output when it fails.
 pub fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(out.status.success(), "{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Is the object's condition `type_` True?

@@ -60,17 +60,42 @@ pub fn group(group: &str) -> Result<Value, ApiError> {
 }
 
 pub fn resources(group: &str, version: &str) -> Result<Value, ApiError> {
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     let mut resources = Vec::new();
     for kind in Kind::ALL {
         let info = kind.info();
         if info.group != group || info.version != version {
             continue;
         }
-        let verbs = if matches!(kind, Kind::ControllerRevision | Kind::Event | Kind::EventsEvent | Kind::Node) {
-            json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+        let verbs = if matches!(
+            kind,
+            Kind::ControllerRevision | Kind::Event | Kind::EventsEvent | Kind::Node
+        ) {
+            json!([
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch"
+            ])
         } else {
-            json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+            json!([
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch"
+            ])
         };
         let mut resource = json!({
             "name": info.plural,
@@ -82,7 +107,10 @@ pub fn resources(group: &str, version: &str) -> Result<Value, ApiError> {
         if !info.short_names.is_empty() {
             resource["shortNames"] = json!(info.short_names);
         }
-        if matches!(kind, Kind::StatefulSet | Kind::DaemonSet | Kind::Job | Kind::CronJob) {
+        if matches!(
+            kind,
+            Kind::StatefulSet | Kind::DaemonSet | Kind::Job | Kind::CronJob
+        ) {
             resource["categories"] = json!(["all"]);
         }
         if kind == Kind::Pod || kind == Kind::Service {
@@ -103,7 +131,9 @@ pub fn resources(group: &str, version: &str) -> Result<Value, ApiError> {
     if resources.is_empty() {
         return Err(ApiError::not_found_path(&format!("/apis/{group_version}")));
     }
-    Ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    Ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -113,14 +143,41 @@ mod tests {
     #[test]
     fn discovery_lists_every_served_kind_once() {
         let core = resources("", "v1").unwrap();
-        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
-        for want in ["pods", "pods/log", "pods/exec", "services", "configmaps", "secrets", "namespaces", "nodes", "events", "persistentvolumeclaims"] {
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        for want in [
+            "pods",
+            "pods/log",
+            "pods/exec",
+            "services",
+            "configmaps",
+            "secrets",
+            "namespaces",
+            "nodes",
+            "events",
+            "persistentvolumeclaims",
+        ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         let apps = resources("apps", "v1").unwrap();
-        assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["name"] == "statefulsets" && r["shortNames"][0] == "sts"));
+        assert!(
+            apps["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "statefulsets" && r["shortNames"][0] == "sts")
+        );
         let groups = groups();
-        let group_names: Vec<&str> = groups["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
+        let group_names: Vec<&str> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
         assert_eq!(group_names, vec!["events.k8s.io", "apps", "batch"]);
         assert_eq!(resources("extensions", "v1beta1").unwrap_err().code, 404);
     }
@@ -134,8 +191,15 @@ pub fn openapi_index() -> Value {
         gvs.push((g.to_string(), "v1".into()));
     }
     for (group, version) in gvs {
-        let path = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
-        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}")}));
+        let path = if group.is_empty() {
+            format!("api/{version}")
+        } else {
+            format!("apis/{group}/{version}")
+        };
+        paths.insert(
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -158,7 +222,11 @@ pub fn openapi_group(path: &str) -> Result<Value, ApiError> {
         if info.group != group || info.version != version {
             continue;
         }
-        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let object_path = if info.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", info.plural)
         } else {
@@ -182,5 +250,7 @@ pub fn openapi_group(path: &str) -> Result<Value, ApiError> {
     if paths.is_empty() {
         return Err(ApiError::not_found_path(path));
     }
-    Ok(json!({"openapi": "3.0.0", "info": {"title": "berth", "version": env!("CARGO_PKG_VERSION")}, "paths": paths, "components": {"schemas": {}}}))
+    Ok(
+        json!({"openapi": "3.0.0", "info": {"title": "berth", "version": env!("CARGO_PKG_VERSION")}, "paths": paths, "components": {"schemas": {}}}),
+    )
 }

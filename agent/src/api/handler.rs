@@ -18,7 +18,8 @@ use super::status::{ApiError, Cause, qualified_resource};
 use crate::objects::selector::{FieldSelector, Selector};
 use crate::objects::{AdmitError, CreateContext, Kind, Object, admit_create, admit_update};
 use crate::state::{
-    Applied, Command, EventType, ObjectKey, Outcome, ProposeError, Rejection, State, Timestamp, WatchError,
+    Applied, Command, EventType, ObjectKey, Outcome, ProposeError, Rejection, State, Timestamp,
+    WatchError,
 };
 
 /// A stream of bytes (a log).
@@ -36,9 +37,17 @@ pub struct ExecSession {
 /// What the node offers the API for pods it runs: logs, exec, and the node's image store.
 pub trait NodeIo: Send + Sync + 'static {
     /// The log of a container of `pod`, as bytes of text lines.
-    fn logs(&self, pod: Arc<Value>, options: LogOptions) -> BoxFuture<'static, Result<ByteStream, ApiError>>;
+    fn logs(
+        &self,
+        pod: Arc<Value>,
+        options: LogOptions,
+    ) -> BoxFuture<'static, Result<ByteStream, ApiError>>;
     /// Starts a command in a container of `pod`.
-    fn exec(&self, pod: Arc<Value>, options: ExecOptions) -> BoxFuture<'static, Result<ExecSession, ApiError>>;
+    fn exec(
+        &self,
+        pod: Arc<Value>,
+        options: ExecOptions,
+    ) -> BoxFuture<'static, Result<ExecSession, ApiError>>;
     /// Node-level (non-Kubernetes) requests under `/apis/node.berth.io/v1/...`.
     fn node_request(
         &self,
@@ -51,18 +60,29 @@ pub trait NodeIo: Send + Sync + 'static {
 /// An answer to a request.
 pub enum Response {
     /// A JSON document with an HTTP status and the warnings to send (`Warning` headers).
-    Json { code: u16, body: Value, warnings: Vec<String> },
+    Json {
+        code: u16,
+        body: Value,
+        warnings: Vec<String>,
+    },
     /// Watch events, each a JSON document to be written on its own line.
     Watch(Pin<Box<dyn Stream<Item = Value> + Send>>),
     /// A log stream.
     Bytes(ByteStream),
     /// An exec the HTTP layer must upgrade to a websocket for.
-    Exec { pod: Arc<Value>, options: ExecOptions },
+    Exec {
+        pod: Arc<Value>,
+        options: ExecOptions,
+    },
 }
 
 impl Response {
     fn ok(body: Value) -> Response {
-        Response::Json { code: 200, body, warnings: vec![] }
+        Response::Json {
+            code: 200,
+            body,
+            warnings: vec![],
+        }
     }
 }
 
@@ -87,7 +107,11 @@ const UPDATE_RETRIES: usize = 8;
 
 impl Api {
     pub fn new(state: State, node: Arc<dyn NodeIo>, config: ApiConfig) -> Api {
-        Api { state, node, config }
+        Api {
+            state,
+            node,
+            config,
+        }
     }
 
     pub fn state(&self) -> &State {
@@ -101,35 +125,126 @@ impl Api {
     /// Handles one request.
     pub async fn handle(&self, request: Request) -> Result<Response, ApiError> {
         match request {
-            Request::Version => Ok(Response::ok(super::discovery::version(&self.config.version))),
+            Request::Version => Ok(Response::ok(super::discovery::version(
+                &self.config.version,
+            ))),
             Request::CoreVersions => Ok(Response::ok(super::discovery::core_versions())),
             Request::Groups => Ok(Response::ok(super::discovery::groups())),
             Request::Group { group } => super::discovery::group(&group).map(Response::ok),
-            Request::Resources { group, version } => super::discovery::resources(&group, &version).map(Response::ok),
-            Request::Get { kind, namespace, name, subresource } => self.get(kind, &namespace, &name, subresource),
-            Request::List { kind, namespace, labels, fields } => Ok(Response::ok(self.list(kind, namespace.as_deref(), &labels, fields.as_ref()))),
-            Request::Watch { kind, namespace, labels, fields, resource_version, timeout_seconds, .. } => {
-                self.watch(kind, namespace, labels, fields, resource_version, timeout_seconds)
+            Request::Resources { group, version } => {
+                super::discovery::resources(&group, &version).map(Response::ok)
             }
-            Request::Create { kind, namespace, body, dry_run } => self.create(kind, &namespace, body, dry_run).await,
-            Request::Replace { kind, namespace, name, subresource, body, dry_run } => {
-                self.replace(kind, &namespace, &name, subresource, body, dry_run).await
+            Request::Get {
+                kind,
+                namespace,
+                name,
+                subresource,
+            } => self.get(kind, &namespace, &name, subresource),
+            Request::List {
+                kind,
+                namespace,
+                labels,
+                fields,
+            } => Ok(Response::ok(self.list(
+                kind,
+                namespace.as_deref(),
+                &labels,
+                fields.as_ref(),
+            ))),
+            Request::Watch {
+                kind,
+                namespace,
+                labels,
+                fields,
+                resource_version,
+                timeout_seconds,
+                ..
+            } => self.watch(
+                kind,
+                namespace,
+                labels,
+                fields,
+                resource_version,
+                timeout_seconds,
+            ),
+            Request::Create {
+                kind,
+                namespace,
+                body,
+                dry_run,
+            } => self.create(kind, &namespace, body, dry_run).await,
+            Request::Replace {
+                kind,
+                namespace,
+                name,
+                subresource,
+                body,
+                dry_run,
+            } => {
+                self.replace(kind, &namespace, &name, subresource, body, dry_run)
+                    .await
             }
-            Request::Patch { kind, namespace, name, subresource, patch_type, body, dry_run, .. } => {
-                self.patch(kind, &namespace, &name, subresource, patch_type, body, dry_run).await
+            Request::Patch {
+                kind,
+                namespace,
+                name,
+                subresource,
+                patch_type,
+                body,
+                dry_run,
+                ..
+            } => {
+                self.patch(
+                    kind,
+                    &namespace,
+                    &name,
+                    subresource,
+                    patch_type,
+                    body,
+                    dry_run,
+                )
+                .await
             }
-            Request::Delete { kind, namespace, name, options, dry_run } => {
-                self.delete(kind, &namespace, &name, &options, dry_run).await
+            Request::Delete {
+                kind,
+                namespace,
+                name,
+                options,
+                dry_run,
+            } => {
+                self.delete(kind, &namespace, &name, &options, dry_run)
+                    .await
             }
-            Request::DeleteCollection { kind, namespace, labels, fields, options } => {
-                self.delete_collection(kind, namespace.as_deref(), &labels, fields.as_ref(), &options).await
+            Request::DeleteCollection {
+                kind,
+                namespace,
+                labels,
+                fields,
+                options,
+            } => {
+                self.delete_collection(
+                    kind,
+                    namespace.as_deref(),
+                    &labels,
+                    fields.as_ref(),
+                    &options,
+                )
+                .await
             }
-            Request::Logs { namespace, name, options } => {
+            Request::Logs {
+                namespace,
+                name,
+                options,
+            } => {
                 let pod = self.stored(Kind::Pod, &namespace, &name)?;
                 check_container(&pod, options.container.as_deref())?;
                 Ok(Response::Bytes(self.node.logs(pod, options).await?))
             }
-            Request::Exec { namespace, name, options } => {
+            Request::Exec {
+                namespace,
+                name,
+                options,
+            } => {
                 let pod = self.stored(Kind::Pod, &namespace, &name)?;
                 check_container(&pod, options.container.as_deref())?;
                 Ok(Response::Exec { pod, options })
@@ -139,11 +254,23 @@ impl Api {
 
     /// The stored object, or NotFound in Kubernetes' words.
     pub fn stored(&self, kind: Kind, namespace: &str, name: &str) -> Result<Arc<Value>, ApiError> {
-        let ns = if kind.info().namespaced { namespace } else { "" };
-        self.state.get(kind.name(), ns, name).ok_or_else(|| not_found(kind, name))
+        let ns = if kind.info().namespaced {
+            namespace
+        } else {
+            ""
+        };
+        self.state
+            .get(kind.name(), ns, name)
+            .ok_or_else(|| not_found(kind, name))
     }
 
-    fn get(&self, kind: Kind, namespace: &str, name: &str, subresource: Option<Subresource>) -> Result<Response, ApiError> {
+    fn get(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        subresource: Option<Subresource>,
+    ) -> Result<Response, ApiError> {
         let object = self.stored(kind, namespace, name)?;
         match subresource {
             Some(Subresource::Scale) => Ok(Response::ok(scale_of(&object))),
@@ -152,8 +279,18 @@ impl Api {
     }
 
     /// A list in Kubernetes' shape (`PodList` with `metadata.resourceVersion`).
-    pub fn list(&self, kind: Kind, namespace: Option<&str>, labels: &Selector, fields: Option<&FieldSelector>) -> Value {
-        let ns = if kind.info().namespaced { namespace } else { None };
+    pub fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        labels: &Selector,
+        fields: Option<&FieldSelector>,
+    ) -> Value {
+        let ns = if kind.info().namespaced {
+            namespace
+        } else {
+            None
+        };
         let (objects, revision) = self.state.list(kind.name(), ns);
         let items: Vec<Value> = objects
             .iter()
@@ -178,7 +315,11 @@ impl Api {
         timeout_seconds: Option<u64>,
     ) -> Result<Response, ApiError> {
         use futures_util::StreamExt;
-        let ns = if kind.info().namespaced { namespace } else { None };
+        let ns = if kind.info().namespaced {
+            namespace
+        } else {
+            None
+        };
         let stream = self
             .state
             .watch(Some(kind.name()), ns.as_deref(), resource_version)
@@ -220,13 +361,21 @@ impl Api {
             std::future::ready(out)
         });
         let stream: Pin<Box<dyn Stream<Item = Value> + Send>> = match timeout_seconds {
-            Some(secs) if secs > 0 => Box::pin(filtered.take_until(tokio::time::sleep(std::time::Duration::from_secs(secs)))),
+            Some(secs) if secs > 0 => Box::pin(
+                filtered.take_until(tokio::time::sleep(std::time::Duration::from_secs(secs))),
+            ),
             _ => Box::pin(filtered),
         };
         Ok(Response::Watch(stream))
     }
 
-    async fn create(&self, kind: Kind, namespace: &str, mut body: Value, dry_run: bool) -> Result<Response, ApiError> {
+    async fn create(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        mut body: Value,
+        dry_run: bool,
+    ) -> Result<Response, ApiError> {
         check_type(kind, &body)?;
         if kind.info().namespaced {
             crate::objects::strategy::fill_namespace(&mut body, namespace)
@@ -235,13 +384,21 @@ impl Api {
         }
         let uid = uuid::Uuid::new_v4().to_string();
         let now = Timestamp::now();
-        let context = CreateContext { uid: uid.clone(), now: jiff_now(now), random: rand::random() };
+        let context = CreateContext {
+            uid: uid.clone(),
+            now: jiff_now(now),
+            random: rand::random(),
+        };
         let admitted = admit_create(&body, &context).map_err(admit_error)?;
         let warnings = admitted.warnings.iter().map(ToString::to_string).collect();
         let object = admitted.object.to_value();
         let command = Command::create(object, uid, now);
         let applied = self.run(command, dry_run).await?;
-        Ok(Response::Json { code: 201, body: outcome_object(kind, &applied), warnings })
+        Ok(Response::Json {
+            code: 201,
+            body: outcome_object(kind, &applied),
+            warnings,
+        })
     }
 
     async fn replace(
@@ -254,9 +411,10 @@ impl Api {
         dry_run: bool,
     ) -> Result<Response, ApiError> {
         if subresource == Some(Subresource::Scale) {
-            let replicas = body.pointer("/spec/replicas").and_then(Value::as_i64).ok_or_else(|| {
-                ApiError::bad_request("Scale.spec.replicas: Required value")
-            })?;
+            let replicas = body
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::bad_request("Scale.spec.replicas: Required value"))?;
             return self.scale(kind, namespace, name, replicas, dry_run).await;
         }
         check_type(kind, &body)?;
@@ -264,7 +422,10 @@ impl Api {
             crate::objects::strategy::fill_namespace(&mut body, namespace)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
-        let body_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let body_name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if body_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
@@ -275,11 +436,16 @@ impl Api {
         if subresource == Some(Subresource::Status) {
             let key = key_of(kind, namespace, name);
             let status = body.get("status").cloned().unwrap_or(Value::Null);
-            let command = Command::UpdateStatus { key, status, precondition_resource_version: precondition };
+            let command = Command::UpdateStatus {
+                key,
+                status,
+                precondition_resource_version: precondition,
+            };
             let applied = self.run(command, dry_run).await?;
             return Ok(Response::ok(outcome_object(kind, &applied)));
         }
-        let stored_object = Object::from_value(&stored).map_err(|e| ApiError::internal(format!("stored object cannot be decoded: {e}")))?;
+        let stored_object = Object::from_value(&stored)
+            .map_err(|e| ApiError::internal(format!("stored object cannot be decoded: {e}")))?;
         let admitted = admit_update(&stored_object, &body).map_err(admit_error)?;
         let warnings = admitted.warnings.iter().map(ToString::to_string).collect();
         let command = Command::Update {
@@ -288,7 +454,11 @@ impl Api {
             now: Timestamp::now(),
         };
         let applied = self.run(command, dry_run).await?;
-        Ok(Response::Json { code: 200, body: outcome_object(kind, &applied), warnings })
+        Ok(Response::Json {
+            code: 200,
+            body: outcome_object(kind, &applied),
+            warnings,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -305,13 +475,18 @@ impl Api {
         if subresource == Some(Subresource::Scale) {
             let mut scale = scale_of(&*self.stored(kind, namespace, name)?);
             apply_patch(&mut scale, patch_type, &body)?;
-            let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            let replicas = scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             return self.scale(kind, namespace, name, replicas, dry_run).await;
         }
         for _ in 0..UPDATE_RETRIES {
             let stored = match self.stored(kind, namespace, name) {
                 Ok(stored) => stored,
-                Err(e) if e.code == 404 && patch_type == PatchType::Apply && subresource.is_none() => {
+                Err(e)
+                    if e.code == 404 && patch_type == PatchType::Apply && subresource.is_none() =>
+                {
                     // Apply creates what does not exist yet.
                     let mut manifest = body.clone();
                     if kind.info().namespaced {
@@ -351,11 +526,14 @@ impl Api {
                 }
             } else {
                 // The patch may not change identity; the stored values are kept where absent.
-                let stored_object = Object::from_value(&stored)
-                    .map_err(|e| ApiError::internal(format!("stored object cannot be decoded: {e}")))?;
-                patched["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"].clone();
+                let stored_object = Object::from_value(&stored).map_err(|e| {
+                    ApiError::internal(format!("stored object cannot be decoded: {e}"))
+                })?;
+                patched["metadata"]["resourceVersion"] =
+                    stored["metadata"]["resourceVersion"].clone();
                 let admitted = admit_update(&stored_object, &patched).map_err(admit_error)?;
-                let warnings: Vec<String> = admitted.warnings.iter().map(ToString::to_string).collect();
+                let warnings: Vec<String> =
+                    admitted.warnings.iter().map(ToString::to_string).collect();
                 let command = Command::Update {
                     object: admitted.object.to_value(),
                     precondition_resource_version: revision,
@@ -365,7 +543,11 @@ impl Api {
                     Err(e) if e.reason == "Conflict" => continue,
                     Err(e) => return Err(e),
                     Ok(applied) => {
-                        return Ok(Response::Json { code: 200, body: outcome_object(kind, &applied), warnings });
+                        return Ok(Response::Json {
+                            code: 200,
+                            body: outcome_object(kind, &applied),
+                            warnings,
+                        });
                     }
                 }
             };
@@ -383,7 +565,14 @@ impl Api {
         ))
     }
 
-    async fn scale(&self, kind: Kind, namespace: &str, name: &str, replicas: i64, dry_run: bool) -> Result<Response, ApiError> {
+    async fn scale(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        replicas: i64,
+        dry_run: bool,
+    ) -> Result<Response, ApiError> {
         for _ in 0..UPDATE_RETRIES {
             let stored = self.stored(kind, namespace, name)?;
             let mut object = (*stored).clone();
@@ -405,7 +594,12 @@ impl Api {
                 }
             }
         }
-        Err(ApiError::conflict(kind.info().plural, kind.info().group, name, "the object kept changing; try again"))
+        Err(ApiError::conflict(
+            kind.info().plural,
+            kind.info().group,
+            name,
+            "the object kept changing; try again",
+        ))
     }
 
     async fn delete(
@@ -430,7 +624,11 @@ impl Api {
             Outcome::Terminating(_) => 202,
             _ => 200,
         };
-        Ok(Response::Json { code, body: outcome_object(kind, &applied), warnings: vec![] })
+        Ok(Response::Json {
+            code,
+            body: outcome_object(kind, &applied),
+            warnings: vec![],
+        })
     }
 
     async fn delete_collection(
@@ -450,8 +648,12 @@ impl Api {
             .map(|item| Command::Delete {
                 key: key_of(
                     kind,
-                    item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
-                    item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""),
+                    item.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                    item.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
                 ),
                 precondition_uid: None,
                 precondition_resource_version: None,
@@ -470,7 +672,11 @@ impl Api {
     fn check_namespace_open(&self, namespace: &str) -> Result<(), ApiError> {
         match self.state.get("Namespace", "", namespace) {
             None => Err(not_found(Kind::Namespace, namespace)),
-            Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) => {
+            Some(ns)
+                if ns
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some_and(|v| !v.is_null()) =>
+            {
                 Err(ApiError::forbidden(format!(
                     "unable to create new content in namespace {namespace} because it is being terminated"
                 )))
@@ -489,7 +695,8 @@ impl Api {
 }
 
 fn jiff_now(now: Timestamp) -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::from_second(now.unix_seconds()).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    k8s_openapi::jiff::Timestamp::from_second(now.unix_seconds())
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
 /// The object a command produced, with its type fields.
@@ -515,7 +722,11 @@ fn matches(object: &Value, labels: &Selector, fields: Option<&FieldSelector>) ->
         let set: BTreeMap<String, String> = object
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
         if !labels.matches(&set) {
             return false;
@@ -530,7 +741,10 @@ fn scale_of(object: &Value) -> Value {
         .pointer("/spec/selector/matchLabels")
         .and_then(Value::as_object)
         .map(|m| {
-            let mut pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+            let mut pairs: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
             pairs.sort();
             pairs.join(",")
         })
@@ -591,7 +805,10 @@ fn check_type(kind: Kind, body: &Value) -> Result<(), ApiError> {
 }
 
 fn check_name(body: &Value, name: &str) -> Result<(), ApiError> {
-    let body_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let body_name = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if body_name.is_empty() || body_name == name {
         Ok(())
     } else {
@@ -608,7 +825,10 @@ fn check_container(pod: &Value, container: Option<&str>) -> Result<(), ApiError>
         .flatten()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     match container {
         Some(c) if !names.contains(&c) => Err(ApiError::bad_request(format!(
             "container {c} is not valid for pod {pod_name}"
@@ -619,17 +839,25 @@ fn check_container(pod: &Value, container: Option<&str>) -> Result<(), ApiError>
 
 /// `metadata.resourceVersion` as a revision, when set.
 fn resource_version_of(object: &Value) -> Result<Option<u64>, ApiError> {
-    match object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    match object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
         None | Some("") => Ok(None),
-        Some(rv) => rv
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("metadata.resourceVersion: Invalid value: {rv:?}: must be a number"))),
+        Some(rv) => rv.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "metadata.resourceVersion: Invalid value: {rv:?}: must be a number"
+            ))
+        }),
     }
 }
 
 fn key_of(kind: Kind, namespace: &str, name: &str) -> ObjectKey {
-    let ns = if kind.info().namespaced { namespace } else { "" };
+    let ns = if kind.info().namespaced {
+        namespace
+    } else {
+        ""
+    };
     ObjectKey::new(kind.name(), ns, name)
 }
 
@@ -654,7 +882,13 @@ fn admit_error(e: AdmitError) -> ApiError {
                     }
                 })
                 .collect();
-            ApiError::invalid(info.kind, info.group, &invalid.name, invalid.to_string(), causes)
+            ApiError::invalid(
+                info.kind,
+                info.group,
+                &invalid.name,
+                invalid.to_string(),
+                causes,
+            )
         }
         other => ApiError::bad_request(other.to_string()),
     }
@@ -665,7 +899,11 @@ pub fn rejection_error(rejection: Rejection) -> ApiError {
     let root = rejection.root().clone();
     let resource = |key: &ObjectKey| -> (String, String, String) {
         match Kind::ALL.iter().find(|k| k.name() == key.kind) {
-            Some(k) => (k.info().plural.to_string(), k.info().group.to_string(), key.name.clone()),
+            Some(k) => (
+                k.info().plural.to_string(),
+                k.info().group.to_string(),
+                key.name.clone(),
+            ),
             None => (key.kind.to_lowercase(), String::new(), key.name.clone()),
         }
     };
@@ -687,13 +925,19 @@ pub fn rejection_error(rejection: Rejection) -> ApiError {
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
         }
-        Rejection::UidConflict { key, expected, actual } => {
+        Rejection::UidConflict {
+            key,
+            expected,
+            actual,
+        } => {
             let (plural, group, name) = resource(key);
             ApiError::conflict(
                 &plural,
                 &group,
                 &name,
-                &format!("Precondition failed: UID in precondition: {expected}, UID in object meta: {actual}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {expected}, UID in object meta: {actual}"
+                ),
             )
         }
         Rejection::Invalid { field, message } => ApiError::invalid(
@@ -701,7 +945,11 @@ pub fn rejection_error(rejection: Rejection) -> ApiError {
             "",
             "",
             format!("{field}: {message}"),
-            vec![Cause { reason: "FieldValueInvalid".into(), field: field.clone(), message: message.clone() }],
+            vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                field: field.clone(),
+                message: message.clone(),
+            }],
         ),
         Rejection::InBatch { .. } => ApiError::internal(rejection.to_string()),
     }
@@ -710,7 +958,9 @@ pub fn rejection_error(rejection: Rejection) -> ApiError {
 fn propose_error(e: ProposeError) -> ApiError {
     match e {
         ProposeError::Rejected(r) => rejection_error(r),
-        ProposeError::NotLeader { .. } => ApiError::unavailable(format!("{e}: writes are refused (no quorum)")),
+        ProposeError::NotLeader { .. } => {
+            ApiError::unavailable(format!("{e}: writes are refused (no quorum)"))
+        }
         ProposeError::Shutdown => ApiError::unavailable("the agent is shutting down"),
         // No majority of voters reachable: the cluster, not the request (503, as an API server).
         ProposeError::NoQuorum { .. } => ApiError::unavailable(e.to_string()),
@@ -723,5 +973,8 @@ fn propose_error(e: ProposeError) -> ApiError {
 
 /// `pods "x"` style name, for messages elsewhere.
 pub fn resource_name(kind: Kind, name: &str) -> String {
-    format!("{} \"{name}\"", qualified_resource(kind.info().plural, kind.info().group))
+    format!(
+        "{} \"{name}\"",
+        qualified_resource(kind.info().plural, kind.info().group)
+    )
 }

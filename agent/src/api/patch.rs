@@ -31,8 +31,8 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// RFC 6902 JSON patch.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    let patch: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     json_patch::patch(target, &patch).map_err(|e| ApiError::invalid_patch(e.to_string()))
 }
 
@@ -42,9 +42,20 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
 fn merge_key(field: &str, elements: &[&Value]) -> Option<&'static str> {
     let has = |k: &str| elements.iter().any(|e| e.get(k).is_some());
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
-        | "volumeClaimTemplates" | "readinessGates" | "resourceClaims" => {
-            if field == "volumeClaimTemplates" || field == "readinessGates" { None } else { Some("name") }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "volumeClaimTemplates"
+        | "readinessGates"
+        | "resourceClaims" => {
+            if field == "volumeClaimTemplates" || field == "readinessGates" {
+                None
+            } else {
+                Some("name")
+            }
         }
         "volumeMounts" => Some("mountPath"),
         "volumeDevices" => Some("devicePath"),
@@ -69,7 +80,9 @@ fn is_set_list(field: &str) -> bool {
 /// by keeping the patch's order for merged elements).
 pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let Value::Object(patch_map) = patch else {
-        return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "a strategic merge patch must be a JSON object",
+        ));
     };
     merge_map(target, patch_map)
 }
@@ -87,7 +100,11 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>) -> Result<(), ApiEr
             return Ok(());
         }
         Some("merge") | None => {}
-        Some(other) => return Err(ApiError::bad_request(format!("unknown patch directive $patch: {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown patch directive $patch: {other:?}"
+            )));
+        }
     }
     if !target.is_object() {
         *target = Value::Object(Map::new());
@@ -102,7 +119,9 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>) -> Result<(), ApiEr
             continue;
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(list)), Value::Array(remove)) = (target_map.get_mut(field), value) {
+            if let (Some(Value::Array(list)), Value::Array(remove)) =
+                (target_map.get_mut(field), value)
+            {
                 list.retain(|v| !remove.contains(v));
             }
             continue;
@@ -131,10 +150,20 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>) -> Result<(), ApiEr
 }
 
 fn merge_list(field: &str, current: Option<&Value>, patch: &[Value]) -> Result<Value, ApiError> {
-    let current: Vec<Value> = current.and_then(Value::as_array).cloned().unwrap_or_default();
-    if patch.iter().any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    let current: Vec<Value> = current
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if patch
+        .iter()
+        .any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         return Ok(Value::Array(
-            patch.iter().filter(|p| p.get("$patch").is_none()).cloned().collect(),
+            patch
+                .iter()
+                .filter(|p| p.get("$patch").is_none())
+                .cloned()
+                .collect(),
         ));
     }
     if is_set_list(field) {
@@ -218,10 +247,16 @@ fn add_deletions(patch: &mut Value, last: &Value) {
 /// Stores `manifest` (without the annotation itself) in the object's LAST_APPLIED annotation.
 pub fn record_last_applied(object: &mut Value, manifest: &Value) {
     let mut recorded = manifest.clone();
-    if let Some(annotations) = recorded.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+    if let Some(annotations) = recorded
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
         annotations.remove(LAST_APPLIED);
         if annotations.is_empty() {
-            recorded["metadata"].as_object_mut().expect("metadata is an object").remove("annotations");
+            recorded["metadata"]
+                .as_object_mut()
+                .expect("metadata is an object")
+                .remove("annotations");
         }
     }
     let text = serde_json::to_string(&recorded).expect("JSON values serialise");
@@ -288,14 +323,23 @@ mod tests {
                 "spec": {"volumes": [{"name": "v2", "emptyDir": {}}], "tolerations": [{"key": "j"}]}})
         );
         let mut o = json!({"metadata": {"finalizers": ["a", "b"]}});
-        strategic_merge_patch(&mut o, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})).unwrap();
+        strategic_merge_patch(
+            &mut o,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        )
+        .unwrap();
         assert_eq!(o, json!({"metadata": {"finalizers": ["b"]}}));
     }
 
     #[test]
     fn strategic_patch_elements_need_their_merge_key() {
         let mut o = json!({"spec": {"containers": [{"name": "a"}]}});
-        assert_eq!(strategic_merge_patch(&mut o, &json!({"spec": {"containers": [{"image": "x"}]}})).unwrap_err().code, 400);
+        assert_eq!(
+            strategic_merge_patch(&mut o, &json!({"spec": {"containers": [{"image": "x"}]}}))
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 
     #[test]
@@ -311,20 +355,42 @@ mod tests {
             "metadata": {"name": "web"},
             "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:2"}]}}}});
         let result = apply(&live, &second);
-        assert_eq!(result["spec"]["replicas"], 3, "scaled replicas survive a manifest without replicas");
+        assert_eq!(
+            result["spec"]["replicas"], 3,
+            "scaled replicas survive a manifest without replicas"
+        );
         assert_eq!(result["status"]["replicas"], 3);
-        assert_eq!(result["spec"]["template"]["spec"]["containers"][0]["image"], "x:2");
-        assert!(result.pointer("/metadata/labels/tier").is_none(), "a label removed from the manifest is removed");
-        let recorded: Value =
-            serde_json::from_str(result["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap()).unwrap();
+        assert_eq!(
+            result["spec"]["template"]["spec"]["containers"][0]["image"],
+            "x:2"
+        );
+        assert!(
+            result.pointer("/metadata/labels/tier").is_none(),
+            "a label removed from the manifest is removed"
+        );
+        let recorded: Value = serde_json::from_str(
+            result["metadata"]["annotations"][LAST_APPLIED]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(recorded, second);
     }
 
     #[test]
     fn json_patch_applies_operations() {
         let mut o = json!({"spec": {"replicas": 1}});
-        json_patch(&mut o, &json!([{"op": "replace", "path": "/spec/replicas", "value": 4}])).unwrap();
+        json_patch(
+            &mut o,
+            &json!([{"op": "replace", "path": "/spec/replicas", "value": 4}]),
+        )
+        .unwrap();
         assert_eq!(o["spec"]["replicas"], 4);
-        assert_eq!(json_patch(&mut o, &json!([{"op": "remove", "path": "/nope"}])).unwrap_err().code, 422);
+        assert_eq!(
+            json_patch(&mut o, &json!([{"op": "remove", "path": "/nope"}]))
+                .unwrap_err()
+                .code,
+            422
+        );
     }
 }

@@ -49,9 +49,17 @@ pub fn parse(path: &str) -> Option<ApiPath> {
         ["version"] => Some(ApiPath::Version),
         ["api"] => Some(ApiPath::CoreVersions),
         ["apis"] => Some(ApiPath::Groups),
-        ["api", version] => Some(ApiPath::Resources { group: String::new(), version: version.to_string() }),
-        ["apis", group] => Some(ApiPath::Group { group: group.to_string() }),
-        ["apis", group, version] => Some(ApiPath::Resources { group: group.to_string(), version: version.to_string() }),
+        ["api", version] => Some(ApiPath::Resources {
+            group: String::new(),
+            version: version.to_string(),
+        }),
+        ["apis", group] => Some(ApiPath::Group {
+            group: group.to_string(),
+        }),
+        ["apis", group, version] => Some(ApiPath::Resources {
+            group: group.to_string(),
+            version: version.to_string(),
+        }),
         ["api", version, rest @ ..] => object_path("", version, rest),
         ["apis", group, version, rest @ ..] => object_path(group, version, rest),
         _ => None,
@@ -90,10 +98,20 @@ fn object_path(group: &str, version: &str, rest: &[&str]) -> Option<ApiPath> {
 mod tests {
     use super::*;
 
-    fn obj(group: &str, plural: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>) -> Option<ApiPath> {
+    fn obj(
+        group: &str,
+        plural: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Option<ApiPath> {
         Some(ApiPath::Object(ObjectPath {
             group: group.into(),
-            version: if group.is_empty() { "v1".into() } else { "v1".into() },
+            version: if group.is_empty() {
+                "v1".into()
+            } else {
+                "v1".into()
+            },
             plural: plural.into(),
             namespace: ns.map(Into::into),
             name: name.map(Into::into),
@@ -107,22 +125,66 @@ mod tests {
             ("/version", Some(ApiPath::Version)),
             ("/api", Some(ApiPath::CoreVersions)),
             ("/apis", Some(ApiPath::Groups)),
-            ("/apis/apps", Some(ApiPath::Group { group: "apps".into() })),
-            ("/api/v1", Some(ApiPath::Resources { group: "".into(), version: "v1".into() })),
-            ("/apis/apps/v1/", Some(ApiPath::Resources { group: "apps".into(), version: "v1".into() })),
+            (
+                "/apis/apps",
+                Some(ApiPath::Group {
+                    group: "apps".into(),
+                }),
+            ),
+            (
+                "/api/v1",
+                Some(ApiPath::Resources {
+                    group: "".into(),
+                    version: "v1".into(),
+                }),
+            ),
+            (
+                "/apis/apps/v1/",
+                Some(ApiPath::Resources {
+                    group: "apps".into(),
+                    version: "v1".into(),
+                }),
+            ),
             ("/api/v1/pods", obj("", "pods", None, None, None)),
-            ("/api/v1/namespaces", obj("", "namespaces", None, None, None)),
-            ("/api/v1/namespaces/kube", obj("", "namespaces", None, Some("kube"), None)),
-            ("/api/v1/namespaces/kube/status", obj("", "namespaces", None, Some("kube"), Some("status"))),
-            ("/api/v1/namespaces/default/pods", obj("", "pods", Some("default"), None, None)),
-            ("/api/v1/namespaces/default/pods/web-0", obj("", "pods", Some("default"), Some("web-0"), None)),
-            ("/api/v1/namespaces/default/pods/web-0/log", obj("", "pods", Some("default"), Some("web-0"), Some("log"))),
+            (
+                "/api/v1/namespaces",
+                obj("", "namespaces", None, None, None),
+            ),
+            (
+                "/api/v1/namespaces/kube",
+                obj("", "namespaces", None, Some("kube"), None),
+            ),
+            (
+                "/api/v1/namespaces/kube/status",
+                obj("", "namespaces", None, Some("kube"), Some("status")),
+            ),
+            (
+                "/api/v1/namespaces/default/pods",
+                obj("", "pods", Some("default"), None, None),
+            ),
+            (
+                "/api/v1/namespaces/default/pods/web-0",
+                obj("", "pods", Some("default"), Some("web-0"), None),
+            ),
+            (
+                "/api/v1/namespaces/default/pods/web-0/log",
+                obj("", "pods", Some("default"), Some("web-0"), Some("log")),
+            ),
             ("/api/v1/nodes/n1", obj("", "nodes", None, Some("n1"), None)),
             (
                 "/apis/apps/v1/namespaces/db/statefulsets/pg/scale",
-                obj("apps", "statefulsets", Some("db"), Some("pg"), Some("scale")),
+                obj(
+                    "apps",
+                    "statefulsets",
+                    Some("db"),
+                    Some("pg"),
+                    Some("scale"),
+                ),
             ),
-            ("/apis/batch/v1/jobs", obj("batch", "jobs", None, None, None)),
+            (
+                "/apis/batch/v1/jobs",
+                obj("batch", "jobs", None, None, None),
+            ),
             ("/", None),
             ("/healthz", None),
             ("/api/v1/namespaces/default/pods/web-0/log/extra", None),

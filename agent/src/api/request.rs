@@ -79,10 +79,25 @@ pub enum Request {
     Version,
     CoreVersions,
     Groups,
-    Group { group: String },
-    Resources { group: String, version: String },
-    Get { kind: Kind, namespace: String, name: String, subresource: Option<Subresource> },
-    List { kind: Kind, namespace: Option<String>, labels: Selector, fields: Option<FieldSelector> },
+    Group {
+        group: String,
+    },
+    Resources {
+        group: String,
+        version: String,
+    },
+    Get {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        subresource: Option<Subresource>,
+    },
+    List {
+        kind: Kind,
+        namespace: Option<String>,
+        labels: Selector,
+        fields: Option<FieldSelector>,
+    },
     Watch {
         kind: Kind,
         namespace: Option<String>,
@@ -93,8 +108,20 @@ pub enum Request {
         bookmarks: bool,
         timeout_seconds: Option<u64>,
     },
-    Create { kind: Kind, namespace: String, body: Value, dry_run: bool },
-    Replace { kind: Kind, namespace: String, name: String, subresource: Option<Subresource>, body: Value, dry_run: bool },
+    Create {
+        kind: Kind,
+        namespace: String,
+        body: Value,
+        dry_run: bool,
+    },
+    Replace {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        subresource: Option<Subresource>,
+        body: Value,
+        dry_run: bool,
+    },
     Patch {
         kind: Kind,
         namespace: String,
@@ -105,10 +132,30 @@ pub enum Request {
         dry_run: bool,
         field_manager: Option<String>,
     },
-    Delete { kind: Kind, namespace: String, name: String, options: DeleteOptions, dry_run: bool },
-    DeleteCollection { kind: Kind, namespace: Option<String>, labels: Selector, fields: Option<FieldSelector>, options: DeleteOptions },
-    Logs { namespace: String, name: String, options: LogOptions },
-    Exec { namespace: String, name: String, options: ExecOptions },
+    Delete {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        options: DeleteOptions,
+        dry_run: bool,
+    },
+    DeleteCollection {
+        kind: Kind,
+        namespace: Option<String>,
+        labels: Selector,
+        fields: Option<FieldSelector>,
+        options: DeleteOptions,
+    },
+    Logs {
+        namespace: String,
+        name: String,
+        options: LogOptions,
+    },
+    Exec {
+        namespace: String,
+        name: String,
+        options: ExecOptions,
+    },
 }
 
 /// The parts of an HTTP request the API looks at.
@@ -135,7 +182,9 @@ pub fn decode(parts: &HttpParts<'_>) -> Result<Request, ApiError> {
         ApiPath::CoreVersions => only_get(parts, Request::CoreVersions),
         ApiPath::Groups => only_get(parts, Request::Groups),
         ApiPath::Group { group } => only_get(parts, Request::Group { group }),
-        ApiPath::Resources { group, version } => only_get(parts, Request::Resources { group, version }),
+        ApiPath::Resources { group, version } => {
+            only_get(parts, Request::Resources { group, version })
+        }
         ApiPath::Object(object) => decode_object(parts, &query, object),
     }
 }
@@ -144,7 +193,10 @@ fn only_get(parts: &HttpParts<'_>, request: Request) -> Result<Request, ApiError
     if parts.method == "GET" {
         Ok(request)
     } else {
-        Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({} {})", parts.method, parts.path)))
+        Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {})",
+            parts.method, parts.path
+        )))
     }
 }
 
@@ -154,16 +206,28 @@ fn resolve_kind(object: &ObjectPath) -> Result<Kind, ApiError> {
         .copied()
         .find(|k| {
             let info = k.info();
-            info.group == object.group && info.version == object.version && info.plural == object.plural
+            info.group == object.group
+                && info.version == object.version
+                && info.plural == object.plural
         })
         .ok_or_else(|| {
-            let group_version =
-                if object.group.is_empty() { object.version.clone() } else { format!("{}/{}", object.group, object.version) };
-            ApiError::not_found_path(&format!("the server could not find the requested resource {}/{}", group_version, object.plural))
+            let group_version = if object.group.is_empty() {
+                object.version.clone()
+            } else {
+                format!("{}/{}", object.group, object.version)
+            };
+            ApiError::not_found_path(&format!(
+                "the server could not find the requested resource {}/{}",
+                group_version, object.plural
+            ))
         })
 }
 
-fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Result<Request, ApiError> {
+fn decode_object(
+    parts: &HttpParts<'_>,
+    query: &Query,
+    object: ObjectPath,
+) -> Result<Request, ApiError> {
     let kind = resolve_kind(&object)?;
     let info = kind.info();
     if !info.namespaced && object.namespace.is_some() {
@@ -183,7 +247,9 @@ fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Re
                     name: object.name.expect("subresources have names"),
                     options: query.log_options()?,
                 }),
-                _ => Err(ApiError::method_not_allowed("only GET is allowed on pods/log")),
+                _ => Err(ApiError::method_not_allowed(
+                    "only GET is allowed on pods/log",
+                )),
             };
         }
         Some("exec") if kind == Kind::Pod => {
@@ -193,22 +259,27 @@ fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Re
                     name: object.name.expect("subresources have names"),
                     options: query.exec_options()?,
                 }),
-                _ => Err(ApiError::method_not_allowed("only GET and POST are allowed on pods/exec")),
+                _ => Err(ApiError::method_not_allowed(
+                    "only GET and POST are allowed on pods/exec",
+                )),
             };
         }
         Some(other) => {
-            return Err(ApiError::not_found_path(&format!("{} has no subresource {other:?}", info.plural)));
+            return Err(ApiError::not_found_path(&format!(
+                "{} has no subresource {other:?}",
+                info.plural
+            )));
         }
     };
     let labels = match &query.label_selector {
-        Some(s) => Selector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        Some(s) => Selector::parse(s)
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
         None => Selector::everything(),
     };
     let fields = match &query.field_selector {
-        Some(s) if !s.is_empty() => Some(
-            FieldSelector::parse(s, kind)
-                .map_err(|e| ApiError::bad_request(format!("{e}")))?,
-        ),
+        Some(s) if !s.is_empty() => {
+            Some(FieldSelector::parse(s, kind).map_err(|e| ApiError::bad_request(format!("{e}")))?)
+        }
         _ => None,
     };
     let body = |parts: &HttpParts<'_>| decode_body(parts);
@@ -222,7 +293,12 @@ fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Re
             bookmarks: query.allow_watch_bookmarks,
             timeout_seconds: query.timeout_seconds,
         }),
-        ("GET", None) => Ok(Request::List { kind, namespace, labels, fields }),
+        ("GET", None) => Ok(Request::List {
+            kind,
+            namespace,
+            labels,
+            fields,
+        }),
         ("GET", Some(name)) if query.watch => {
             // `?watch=true` on an object path watches that object only, as Kubernetes does.
             let fields = FieldSelector::parse(&format!("metadata.name={name}"), kind)
@@ -237,7 +313,12 @@ fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Re
                 timeout_seconds: query.timeout_seconds,
             })
         }
-        ("GET", Some(name)) => Ok(Request::Get { kind, namespace: ns_or_empty, name, subresource }),
+        ("GET", Some(name)) => Ok(Request::Get {
+            kind,
+            namespace: ns_or_empty,
+            name,
+            subresource,
+        }),
         ("POST", None) => {
             if info.namespaced && namespace.is_none() {
                 return Err(ApiError::method_not_allowed(format!(
@@ -245,9 +326,21 @@ fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Re
                     info.plural
                 )));
             }
-            Ok(Request::Create { kind, namespace: ns_or_empty, body: body(parts)?, dry_run })
+            Ok(Request::Create {
+                kind,
+                namespace: ns_or_empty,
+                body: body(parts)?,
+                dry_run,
+            })
         }
-        ("PUT", Some(name)) => Ok(Request::Replace { kind, namespace: ns_or_empty, name, subresource, body: body(parts)?, dry_run }),
+        ("PUT", Some(name)) => Ok(Request::Replace {
+            kind,
+            namespace: ns_or_empty,
+            name,
+            subresource,
+            body: body(parts)?,
+            dry_run,
+        }),
         ("PATCH", Some(name)) => {
             let patch_type = PatchType::from_content_type(parts.content_type.unwrap_or(""))?;
             Ok(Request::Patch {
@@ -263,11 +356,23 @@ fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Re
         }
         ("DELETE", Some(name)) => {
             let options = delete_options(parts, query)?;
-            Ok(Request::Delete { kind, namespace: ns_or_empty, name, options, dry_run })
+            Ok(Request::Delete {
+                kind,
+                namespace: ns_or_empty,
+                name,
+                options,
+                dry_run,
+            })
         }
         ("DELETE", None) => {
             let options = delete_options(parts, query)?;
-            Ok(Request::DeleteCollection { kind, namespace, labels, fields, options })
+            Ok(Request::DeleteCollection {
+                kind,
+                namespace,
+                labels,
+                fields,
+                options,
+            })
         }
         (method, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {})",
@@ -279,25 +384,41 @@ fn decode_object(parts: &HttpParts<'_>, query: &Query, object: ObjectPath) -> Re
 /// The body as JSON; YAML bodies are accepted too (kubectl sends JSON, curl users send both).
 fn decode_body(parts: &HttpParts<'_>) -> Result<Value, ApiError> {
     if parts.body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::too_large(format!("the request body is larger than {MAX_BODY_BYTES} bytes")));
+        return Err(ApiError::too_large(format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes"
+        )));
     }
     if parts.body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    let media = parts.content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim();
+    let media = parts
+        .content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     let is_yaml = media.ends_with("yaml");
     if !is_yaml {
         if let Ok(v) = serde_json::from_slice::<Value>(parts.body) {
             return Ok(v);
         }
     }
-    let text = std::str::from_utf8(parts.body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
-    let docs = crate::objects::parse::parse_text(crate::objects::Origin::Inline("request body".into()), text)
-        .map_err(|e| ApiError::bad_request(e.to_string()));
+    let text = std::str::from_utf8(parts.body)
+        .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+    let docs = crate::objects::parse::parse_text(
+        crate::objects::Origin::Inline("request body".into()),
+        text,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()));
     match docs {
         Ok(mut docs) if docs.len() == 1 => Ok(docs.remove(0).value),
-        Ok(docs) if docs.is_empty() => Err(ApiError::bad_request("the request body holds no object")),
-        Ok(_) => Err(ApiError::bad_request("the request body must hold exactly one object")),
+        Ok(docs) if docs.is_empty() => {
+            Err(ApiError::bad_request("the request body holds no object"))
+        }
+        Ok(_) => Err(ApiError::bad_request(
+            "the request body must hold exactly one object",
+        )),
         Err(e) => {
             // Patches and bodies that are not manifests (no kind): plain JSON/YAML parse.
             serde_json::from_slice::<Value>(parts.body).map_err(|_| e)
@@ -315,8 +436,9 @@ fn delete_options(parts: &HttpParts<'_>, query: &Query) -> Result<DeleteOptions,
         let body: Value = serde_json::from_slice(parts.body)
             .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?;
         if let Some(g) = body.get("gracePeriodSeconds").filter(|v| !v.is_null()) {
-            options.grace_period_seconds =
-                Some(g.as_i64().ok_or_else(|| ApiError::bad_request("DeleteOptions.gracePeriodSeconds must be an integer"))?);
+            options.grace_period_seconds = Some(g.as_i64().ok_or_else(|| {
+                ApiError::bad_request("DeleteOptions.gracePeriodSeconds must be an integer")
+            })?);
         }
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             options.propagation = parse_propagation(Some(p))?;
@@ -326,15 +448,20 @@ fn delete_options(parts: &HttpParts<'_>, query: &Query) -> Result<DeleteOptions,
         if let Some(uid) = body.pointer("/preconditions/uid").and_then(Value::as_str) {
             options.precondition_uid = Some(uid.to_string());
         }
-        if let Some(rv) = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
-            options.precondition_resource_version = Some(
-                rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion precondition {rv:?}")))?,
-            );
+        if let Some(rv) = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            options.precondition_resource_version = Some(rv.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion precondition {rv:?}"))
+            })?);
         }
     }
     if let Some(g) = options.grace_period_seconds {
         if g < 0 {
-            return Err(ApiError::bad_request(format!("DeleteOptions.gracePeriodSeconds: Invalid value: {g}: must be greater than or equal to 0")));
+            return Err(ApiError::bad_request(format!(
+                "DeleteOptions.gracePeriodSeconds: Invalid value: {g}: must be greater than or equal to 0"
+            )));
         }
     }
     Ok(options)
@@ -380,18 +507,21 @@ struct Query {
 
 impl Query {
     fn parse(raw: &str) -> Result<Query, ApiError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(raw).map_err(|e| ApiError::bad_request(format!("malformed query: {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("malformed query: {e}")))?;
         let mut q = Query::default();
         let boolean = |key: &str, v: &str| -> Result<bool, ApiError> {
             match v {
                 "" | "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
-                other => Err(ApiError::bad_request(format!("{key}: invalid boolean {other:?}"))),
+                other => Err(ApiError::bad_request(format!(
+                    "{key}: invalid boolean {other:?}"
+                ))),
             }
         };
         let number = |key: &str, v: &str| -> Result<i64, ApiError> {
-            v.parse().map_err(|_| ApiError::bad_request(format!("{key}: invalid integer {v:?}")))
+            v.parse()
+                .map_err(|_| ApiError::bad_request(format!("{key}: invalid integer {v:?}")))
         };
         for (k, v) in pairs {
             match k.as_str() {
@@ -470,8 +600,16 @@ mod tests {
     use super::*;
 
     fn req(method: &str, path_and_query: &str, body: &str) -> Result<Request, ApiError> {
-        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-        decode(&HttpParts { method, path, query, content_type: Some("application/json"), body: body.as_bytes() })
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        decode(&HttpParts {
+            method,
+            path,
+            query,
+            content_type: Some("application/json"),
+            body: body.as_bytes(),
+        })
     }
 
     #[test]
@@ -482,15 +620,41 @@ mod tests {
         ));
         assert!(matches!(
             req("GET", "/api/v1/pods?watch=true&resourceVersion=42", "").unwrap(),
-            Request::Watch { kind: Kind::Pod, namespace: None, resource_version: Some(42), .. }
+            Request::Watch {
+                kind: Kind::Pod,
+                namespace: None,
+                resource_version: Some(42),
+                ..
+            }
         ));
         assert!(matches!(
-            req("GET", "/apis/apps/v1/namespaces/db/statefulsets/pg/scale", "").unwrap(),
-            Request::Get { kind: Kind::StatefulSet, subresource: Some(Subresource::Scale), .. }
+            req(
+                "GET",
+                "/apis/apps/v1/namespaces/db/statefulsets/pg/scale",
+                ""
+            )
+            .unwrap(),
+            Request::Get {
+                kind: Kind::StatefulSet,
+                subresource: Some(Subresource::Scale),
+                ..
+            }
         ));
         assert!(matches!(
-            req("GET", "/api/v1/namespaces/db/pods/pg-0/log?tailLines=5&follow=true&container=pg", "").unwrap(),
-            Request::Logs { options: LogOptions { tail_lines: Some(5), follow: true, .. }, .. }
+            req(
+                "GET",
+                "/api/v1/namespaces/db/pods/pg-0/log?tailLines=5&follow=true&container=pg",
+                ""
+            )
+            .unwrap(),
+            Request::Logs {
+                options: LogOptions {
+                    tail_lines: Some(5),
+                    follow: true,
+                    ..
+                },
+                ..
+            }
         ));
         match req("POST", "/api/v1/namespaces/db/pods/pg-0/exec?command=sh&command=-c&command=echo%20hi&stdin=true", "").unwrap() {
             Request::Exec { options, .. } => {
@@ -511,8 +675,18 @@ mod tests {
             ("GET", "/api/v1/pods?labelSelector=a%3D%3D%3D", "", 400),
             ("GET", "/api/v1/pods?watch=maybe", "", 400),
             ("GET", "/api/v1/namespaces/db/pods/x/exec", "", 400),
-            ("DELETE", "/api/v1/namespaces/db/pods/x?propagationPolicy=Sideways", "", 400),
-            ("DELETE", "/api/v1/namespaces/db/pods/x", "{\"gracePeriodSeconds\": -3}", 400),
+            (
+                "DELETE",
+                "/api/v1/namespaces/db/pods/x?propagationPolicy=Sideways",
+                "",
+                400,
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/db/pods/x",
+                "{\"gracePeriodSeconds\": -3}",
+                400,
+            ),
             ("POST", "/api/v1/namespaces/db/pods", "", 400),
             ("GET", "/api/v1/namespaces/db/configmaps/x/log", "", 404),
             ("PUT", "/version", "", 405),
@@ -536,17 +710,28 @@ mod tests {
         };
         for (ct, want) in [
             ("application/merge-patch+json", PatchType::Merge),
-            ("application/strategic-merge-patch+json", PatchType::Strategic),
+            (
+                "application/strategic-merge-patch+json",
+                PatchType::Strategic,
+            ),
             ("application/apply-patch+yaml", PatchType::Apply),
         ] {
-            assert!(matches!(decode_patch(ct).unwrap(), Request::Patch { patch_type, .. } if patch_type == want));
+            assert!(
+                matches!(decode_patch(ct).unwrap(), Request::Patch { patch_type, .. } if patch_type == want)
+            );
         }
         assert_eq!(decode_patch("text/plain").unwrap_err().code, 415);
     }
 
     #[test]
     fn delete_options_come_from_query_and_body() {
-        match req("DELETE", "/api/v1/namespaces/db/pods/x?gracePeriodSeconds=5", "{\"propagationPolicy\":\"Orphan\",\"preconditions\":{\"uid\":\"u1\"}}").unwrap() {
+        match req(
+            "DELETE",
+            "/api/v1/namespaces/db/pods/x?gracePeriodSeconds=5",
+            "{\"propagationPolicy\":\"Orphan\",\"preconditions\":{\"uid\":\"u1\"}}",
+        )
+        .unwrap()
+        {
             Request::Delete { options, .. } => {
                 assert_eq!(options.grace_period_seconds, Some(5));
                 assert_eq!(options.propagation, crate::state::Propagation::Orphan);

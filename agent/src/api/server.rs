@@ -71,7 +71,9 @@ impl axum::serve::Listener for RootOnly {
                     Ok(cred) => {
                         tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), socket = %self.path.display(), "refused an API connection from a non-root user");
                     }
-                    Err(e) => tracing::warn!(error = %e, "refused an API connection whose peer is unknown"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refused an API connection whose peer is unknown")
+                    }
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting an API connection failed");
@@ -99,19 +101,34 @@ pub async fn serve(
         Some(extra) => extra.merge(app),
         None => app,
     };
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Translates one HTTP request into an [`Api`] call and its answer back (also used by the
 /// peer port's TLS server).
-pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -> axum::response::Response {
+pub async fn dispatch(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
     let (mut parts, body) = request.into_parts();
-    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.ok();
+    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .ok();
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match axum::body::to_bytes(body, request::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -122,7 +139,11 @@ pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -
         }
     };
     if method == "GET" && (path == "/openapi/v3" || path.starts_with("/openapi/v3/")) {
-        let doc = if path == "/openapi/v3" { Ok(super::discovery::openapi_index()) } else { super::discovery::openapi_group(&path) };
+        let doc = if path == "/openapi/v3" {
+            Ok(super::discovery::openapi_index())
+        } else {
+            super::discovery::openapi_group(&path)
+        };
         return match doc {
             Ok(v) => json_response(200, &v, &[]),
             Err(e) => error_response(&e),
@@ -134,7 +155,11 @@ pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -
         } else {
             match serde_json::from_slice(&body) {
                 Ok(v) => v,
-                Err(e) => return error_response(&ApiError::bad_request(format!("invalid JSON body: {e}"))),
+                Err(e) => {
+                    return error_response(&ApiError::bad_request(format!(
+                        "invalid JSON body: {e}"
+                    )));
+                }
             }
         };
         return match api.node().node_request(&method, &path, value).await {
@@ -155,7 +180,13 @@ pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -
     };
     // kubectl asks for Tables and prints the server's columns.
     let table_kind = match &request {
-        Request::Get { kind, subresource: None, .. } | Request::List { kind, .. } | Request::Watch { kind, .. }
+        Request::Get {
+            kind,
+            subresource: None,
+            ..
+        }
+        | Request::List { kind, .. }
+        | Request::Watch { kind, .. }
             if super::table::wants_table(accept.as_deref()) =>
         {
             Some(*kind)
@@ -167,8 +198,14 @@ pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -
     tracing::debug!(%method, %path, elapsed_us = started.elapsed().as_micros() as u64, "api request");
     match result {
         Err(e) => error_response(&e),
-        Ok(Response::Json { code, body, warnings }) => match table_kind {
-            Some(kind) if code == 200 => json_response(code, &super::table::to_table(kind, &body), &warnings),
+        Ok(Response::Json {
+            code,
+            body,
+            warnings,
+        }) => match table_kind {
+            Some(kind) if code == 200 => {
+                json_response(code, &super::table::to_table(kind, &body), &warnings)
+            }
             _ => json_response(code, &body, &warnings),
         },
         Ok(Response::Watch(stream)) => {
@@ -191,11 +228,13 @@ pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -
             )),
             Some(ws) => {
                 let node = api.node().clone();
-                ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"]).on_upgrade(move |socket| async move {
-                    let v5 = socket.protocol().and_then(|p| p.to_str().ok()) == Some("v5.channel.k8s.io");
-                    let session = node.exec(pod, options.clone()).await;
-                    run_exec(socket, session, &options, v5).await;
-                })
+                ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+                    .on_upgrade(move |socket| async move {
+                        let v5 = socket.protocol().and_then(|p| p.to_str().ok())
+                            == Some("v5.channel.k8s.io");
+                        let session = node.exec(pod, options.clone()).await;
+                        run_exec(socket, session, &options, v5).await;
+                    })
             }
         },
     }
@@ -204,13 +243,19 @@ pub async fn dispatch(State(api): State<Api>, request: axum::extract::Request) -
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> axum::response::Response {
     let mut response = (
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         serde_json::to_vec(body).expect("JSON values serialise"),
     )
         .into_response();
     for warning in warnings {
         // RFC 7234 warning, as the API server sends them: `299 - "text"`.
-        let text = format!("299 - {}", serde_json::to_string(warning).expect("strings serialise"));
+        let text = format!(
+            "299 - {}",
+            serde_json::to_string(warning).expect("strings serialise")
+        );
         if let Ok(value) = HeaderValue::from_str(&text) {
             response.headers_mut().append(header::WARNING, value);
         }
@@ -219,7 +264,12 @@ fn json_response(code: u16, body: &Value, warnings: &[String]) -> axum::response
 }
 
 fn streaming_response(content_type: &'static str, body: Body) -> axum::response::Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
 }
 
 fn error_response(e: &ApiError) -> axum::response::Response {
@@ -227,20 +277,37 @@ fn error_response(e: &ApiError) -> axum::response::Response {
 }
 
 /// Pumps an exec session over the websocket with Kubernetes' channel protocol.
-async fn run_exec(socket: WebSocket, session: Result<ExecSession, ApiError>, options: &ExecOptions, v5: bool) {
+async fn run_exec(
+    socket: WebSocket,
+    session: Result<ExecSession, ApiError>,
+    options: &ExecOptions,
+    v5: bool,
+) {
     let (mut sink, mut source) = socket.split();
     let session = match session {
         Ok(s) => s,
         Err(e) => {
-            let _ = sink.send(Message::Binary(channel_frame(3, &serde_json::to_vec(&e.to_status()).unwrap_or_default()))).await;
+            let _ = sink
+                .send(Message::Binary(channel_frame(
+                    3,
+                    &serde_json::to_vec(&e.to_status()).unwrap_or_default(),
+                )))
+                .await;
             let _ = sink.send(normal_close()).await;
             return;
         }
     };
-    let ExecSession { stdin, stdout, stderr, exit } = session;
+    let ExecSession {
+        stdin,
+        stdout,
+        stderr,
+        exit,
+    } = session;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
 
-    let pump = |channel: u8, reader: Option<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>, tx: tokio::sync::mpsc::Sender<Vec<u8>>| {
+    let pump = |channel: u8,
+                reader: Option<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>,
+                tx: tokio::sync::mpsc::Sender<Vec<u8>>| {
         tokio::spawn(async move {
             let Some(mut reader) = reader else { return };
             let mut buf = vec![0u8; 32 * 1024];
@@ -248,7 +315,11 @@ async fn run_exec(socket: WebSocket, session: Result<ExecSession, ApiError>, opt
                 match reader.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if tx.send(channel_frame(channel, &buf[..n]).to_vec()).await.is_err() {
+                        if tx
+                            .send(channel_frame(channel, &buf[..n]).to_vec())
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -308,7 +379,12 @@ async fn run_exec(socket: WebSocket, session: Result<ExecSession, ApiError>, opt
         }),
         Err(e) => e.to_status(),
     };
-    let _ = sink.send(Message::Binary(channel_frame(3, &serde_json::to_vec(&status).unwrap_or_default()))).await;
+    let _ = sink
+        .send(Message::Binary(channel_frame(
+            3,
+            &serde_json::to_vec(&status).unwrap_or_default(),
+        )))
+        .await;
     // A close with code 1000: kubectl (gorilla websocket) takes a close without a code for an
     // error ("close 1005 (no status)").
     let _ = sink.send(normal_close()).await;
@@ -316,7 +392,10 @@ async fn run_exec(socket: WebSocket, session: Result<ExecSession, ApiError>, opt
 }
 
 fn normal_close() -> Message {
-    Message::Close(Some(axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() }))
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    }))
 }
 
 fn channel_frame(channel: u8, payload: &[u8]) -> Bytes {

@@ -35,29 +35,54 @@ pub struct Details {
 
 /// `pods` or `statefulsets.apps`, as Kubernetes names a resource in its messages.
 pub fn qualified_resource(plural: &str, group: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> ApiError {
-        self.details = Some(Details { name: name.into(), group: group.into(), kind: kind.into(), causes: vec![] });
+        self.details = Some(Details {
+            name: name.into(),
+            group: group.into(),
+            kind: kind.into(),
+            causes: vec![],
+        });
         self
     }
 
     /// `pods "web-0" not found`
     pub fn not_found(plural: &str, group: &str, name: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", qualified_resource(plural, group)))
-            .with_details(name, group, plural)
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified_resource(plural, group)),
+        )
+        .with_details(name, group, plural)
     }
 
     /// `pods "web-0" already exists`
     pub fn already_exists(plural: &str, group: &str, name: &str) -> ApiError {
-        ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified_resource(plural, group)))
-            .with_details(name, group, plural)
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!(
+                "{} \"{name}\" already exists",
+                qualified_resource(plural, group)
+            ),
+        )
+        .with_details(name, group, plural)
     }
 
     /// `Operation cannot be fulfilled on pods "web-0": <why>`
@@ -65,13 +90,22 @@ impl ApiError {
         ApiError::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified_resource(plural, group)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified_resource(plural, group)
+            ),
         )
         .with_details(name, group, plural)
     }
 
     /// `Pod "web" is invalid: spec.containers[0].image: Required value`
-    pub fn invalid(kind: &str, group: &str, name: &str, message: String, causes: Vec<Cause>) -> ApiError {
+    pub fn invalid(
+        kind: &str,
+        group: &str,
+        name: &str,
+        message: String,
+        causes: Vec<Cause>,
+    ) -> ApiError {
         let mut e = ApiError::new(422, "Invalid", message).with_details(name, group, kind);
         if let Some(d) = e.details.as_mut() {
             d.causes = causes;
@@ -81,7 +115,14 @@ impl ApiError {
 
     /// A patch that cannot be applied to the object (a failed JSON patch test, a missing path).
     pub fn invalid_patch(message: impl Into<String>) -> ApiError {
-        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {}", message.into()))
+        ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "the server rejected our request due to an error in our request: {}",
+                message.into()
+            ),
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -93,11 +134,21 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"))
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
+        )
     }
 
     pub fn not_found_path(path: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     /// A watch or list from a resourceVersion that is no longer in history.
@@ -118,7 +169,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> ApiError {
@@ -185,7 +240,10 @@ mod tests {
 
     #[test]
     fn messages_are_worded_as_kubernetes_words_them() {
-        assert_eq!(ApiError::not_found("pods", "", "web-0").message, "pods \"web-0\" not found");
+        assert_eq!(
+            ApiError::not_found("pods", "", "web-0").message,
+            "pods \"web-0\" not found"
+        );
         assert_eq!(
             ApiError::already_exists("statefulsets", "apps", "web").message,
             "statefulsets.apps \"web\" already exists"
@@ -214,7 +272,10 @@ mod tests {
         assert_eq!(s["code"], 422);
         assert_eq!(s["reason"], "Invalid");
         assert_eq!(s["details"]["kind"], "Pod");
-        assert_eq!(s["details"]["causes"][0]["field"], "spec.containers[0].image");
+        assert_eq!(
+            s["details"]["causes"][0]["field"],
+            "spec.containers[0].image"
+        );
         assert!(s["details"].get("group").is_none());
     }
 }

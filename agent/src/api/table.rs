@@ -25,7 +25,9 @@ pub fn to_table(kind: Kind, body: &Value) -> Value {
         None => vec![body.clone()],
     };
     let t = table::table(kind.info().kind, &objects, true, false, Utc::now());
-    let narrow = table::table(kind.info().kind, &[], false, false, Utc::now()).headers.len();
+    let narrow = table::table(kind.info().kind, &[], false, false, Utc::now())
+        .headers
+        .len();
     let columns: Vec<Value> = t
         .headers
         .iter()
@@ -61,7 +63,10 @@ pub fn to_table(kind: Kind, body: &Value) -> Value {
             })
         })
         .collect();
-    let resource_version = body.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+    let resource_version = body
+        .pointer("/metadata/resourceVersion")
+        .cloned()
+        .unwrap_or(json!(""));
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -93,7 +98,9 @@ mod tests {
 
     #[test]
     fn kubectl_accept_headers_are_recognised() {
-        assert!(wants_table(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")));
+        assert!(wants_table(Some(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        )));
         assert!(!wants_table(Some("application/json")));
         assert!(!wants_table(None));
     }
@@ -107,7 +114,12 @@ mod tests {
         let t = to_table(Kind::Pod, &list);
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["metadata"]["resourceVersion"], "7");
-        let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(&names[..5], ["Name", "Ready", "Status", "Restarts", "Age"]);
         assert_eq!(t["columnDefinitions"][0]["priority"], 0);
         assert_eq!(t["columnDefinitions"][5]["priority"], 1);

@@ -32,7 +32,11 @@ pub enum ClientError {
 }
 
 fn status_message(status: &Value) -> String {
-    status.get("message").and_then(Value::as_str).unwrap_or("unknown error").to_string()
+    status
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error")
+        .to_string()
 }
 
 impl ClientError {
@@ -65,20 +69,31 @@ struct Https {
 
 impl std::fmt::Debug for Https {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Https").field("authority", &self.authority).finish_non_exhaustive()
+        f.debug_struct("Https")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
     }
 }
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Client {
-        Client { socket: socket.into(), https: None }
+        Client {
+            socket: socket.into(),
+            https: None,
+        }
     }
 
     /// A client of the agent at `authority` (`HOST:PORT`) over HTTPS with `tls` (the cluster
     /// CA and a client certificate).
-    pub fn https(authority: impl Into<String>, tls: std::sync::Arc<rustls::ClientConfig>) -> Client {
+    pub fn https(
+        authority: impl Into<String>,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Client {
         let authority = authority.into();
-        Client { socket: PathBuf::from(format!("https://{authority}")), https: Some(Https { authority, tls }) }
+        Client {
+            socket: PathBuf::from(format!("https://{authority}")),
+            https: Some(Https { authority, tls }),
+        }
     }
 
     pub fn socket(&self) -> &Path {
@@ -95,11 +110,16 @@ impl Client {
     ) -> Result<Response<Incoming>, ClientError> {
         let mut sender = match &self.https {
             None => {
-                let stream = UnixStream::connect(&self.socket)
-                    .await
-                    .map_err(|source| ClientError::Connect { path: self.socket.clone(), source })?;
+                let stream = UnixStream::connect(&self.socket).await.map_err(|source| {
+                    ClientError::Connect {
+                        path: self.socket.clone(),
+                        source,
+                    }
+                })?;
                 let (sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(ClientError::Http)?;
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(ClientError::Http)?;
                 tokio::spawn(async move {
                     // The connection ends when the response body is dropped or finished.
                     let _ = connection.await;
@@ -107,14 +127,29 @@ impl Client {
                 sender
             }
             Some(https) => {
-                let connect = |source| ClientError::Connect { path: self.socket.clone(), source };
-                let host = https.authority.rsplit_once(':').map_or(https.authority.as_str(), |(host, _)| host);
-                let name = rustls::pki_types::ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
-                    .map_err(|e| connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-                let tcp = tokio::net::TcpStream::connect(&https.authority).await.map_err(connect)?;
-                let stream = tokio_rustls::TlsConnector::from(https.tls.clone()).connect(name, tcp).await.map_err(connect)?;
+                let connect = |source| ClientError::Connect {
+                    path: self.socket.clone(),
+                    source,
+                };
+                let host = https
+                    .authority
+                    .rsplit_once(':')
+                    .map_or(https.authority.as_str(), |(host, _)| host);
+                let name = rustls::pki_types::ServerName::try_from(
+                    host.trim_matches(|c| c == '[' || c == ']').to_string(),
+                )
+                .map_err(|e| connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+                let tcp = tokio::net::TcpStream::connect(&https.authority)
+                    .await
+                    .map_err(connect)?;
+                let stream = tokio_rustls::TlsConnector::from(https.tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(connect)?;
                 let (sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(ClientError::Http)?;
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(ClientError::Http)?;
                 tokio::spawn(async move {
                     let _ = connection.with_upgrades().await;
                 });
@@ -126,12 +161,20 @@ impl Client {
             .uri(path_and_query)
             .header(hyper::header::HOST, "berth")
             .header(hyper::header::ACCEPT, "application/json")
-            .header(hyper::header::USER_AGENT, concat!("berth/", env!("CARGO_PKG_VERSION")));
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("berth/", env!("CARGO_PKG_VERSION")),
+            );
         if let Some(content_type) = content_type {
             builder = builder.header(hyper::header::CONTENT_TYPE, content_type);
         }
-        let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("valid request parts");
-        sender.send_request(request).await.map_err(ClientError::Http)
+        let request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("valid request parts");
+        sender
+            .send_request(request)
+            .await
+            .map_err(ClientError::Http)
     }
 
     /// Sends a request and decodes a JSON answer, turning failures into [`ClientError::Api`].
@@ -143,9 +186,21 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let body = body.map(|b| serde_json::to_vec(b).expect("JSON values serialise"));
-        let response = self.send(method, path_and_query, content_type.or(Some("application/json")), body).await?;
+        let response = self
+            .send(
+                method,
+                path_and_query,
+                content_type.or(Some("application/json")),
+                body,
+            )
+            .await?;
         let status = response.status();
-        let bytes = response.into_body().collect().await.map_err(ClientError::Http)?.to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(ClientError::Http)?
+            .to_bytes();
         decode_answer(status, &bytes)
     }
 
@@ -162,19 +217,28 @@ impl Client {
         let response = self.send(Method::GET, path, None, None).await?;
         let status = response.status();
         if !status.is_success() {
-            let bytes = response.into_body().collect().await.map_err(ClientError::Http)?.to_bytes();
-            return Err(decode_answer(status, &bytes).err().unwrap_or(ClientError::Api {
-                code: status.as_u16(),
-                status: Value::Null,
-            }));
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(ClientError::Http)?
+                .to_bytes();
+            return Err(decode_answer(status, &bytes)
+                .err()
+                .unwrap_or(ClientError::Api {
+                    code: status.as_u16(),
+                    status: Value::Null,
+                }));
         }
         let body = response.into_body();
-        Ok(http_body_util::BodyStream::new(body).filter_map(|frame| async move {
-            match frame {
-                Ok(frame) => frame.into_data().ok().map(Ok),
-                Err(e) => Some(Err(ClientError::Http(e))),
-            }
-        }))
+        Ok(
+            http_body_util::BodyStream::new(body).filter_map(|frame| async move {
+                match frame {
+                    Ok(frame) => frame.into_data().ok().map(Ok),
+                    Err(e) => Some(Err(ClientError::Http(e))),
+                }
+            }),
+        )
     }
 
     /// Watch events (`{"type": ..., "object": ...}`), one JSON document per line.
@@ -183,7 +247,8 @@ impl Client {
         path: &str,
     ) -> Result<impl Stream<Item = Result<Value, ClientError>> + use<>, ClientError> {
         let chunks = Box::pin(self.stream(path).await?);
-        Ok(lines(chunks).map(|line| line.and_then(|l| serde_json::from_slice(&l).map_err(ClientError::Decode))))
+        Ok(lines(chunks)
+            .map(|line| line.and_then(|l| serde_json::from_slice(&l).map_err(ClientError::Decode))))
     }
 }
 
@@ -191,36 +256,39 @@ impl Client {
 pub fn lines(
     chunks: impl Stream<Item = Result<Bytes, ClientError>> + Unpin,
 ) -> impl Stream<Item = Result<Vec<u8>, ClientError>> + Unpin {
-    Box::pin(futures_util::stream::unfold((chunks, Vec::<u8>::new(), false), |(mut chunks, mut buf, done)| async move {
-        loop {
-            if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).take(pos).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+    Box::pin(futures_util::stream::unfold(
+        (chunks, Vec::<u8>::new(), false),
+        |(mut chunks, mut buf, done)| async move {
+            loop {
+                if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).take(pos).collect();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    return Some((Ok(line), (chunks, buf, done)));
                 }
-                return Some((Ok(line), (chunks, buf, done)));
-            }
-            if done {
-                if buf.iter().all(u8::is_ascii_whitespace) {
-                    return None;
+                if done {
+                    if buf.iter().all(u8::is_ascii_whitespace) {
+                        return None;
+                    }
+                    let line = std::mem::take(&mut buf);
+                    return Some((Ok(line), (chunks, buf, true)));
                 }
-                let line = std::mem::take(&mut buf);
-                return Some((Ok(line), (chunks, buf, true)));
-            }
-            match chunks.next().await {
-                Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
-                Some(Err(e)) => return Some((Err(e), (chunks, buf, true))),
-                None => {
-                    return if buf.iter().all(u8::is_ascii_whitespace) {
-                        None
-                    } else {
-                        let line = std::mem::take(&mut buf);
-                        Some((Ok(line), (chunks, buf, true)))
-                    };
+                match chunks.next().await {
+                    Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+                    Some(Err(e)) => return Some((Err(e), (chunks, buf, true))),
+                    None => {
+                        return if buf.iter().all(u8::is_ascii_whitespace) {
+                            None
+                        } else {
+                            let line = std::mem::take(&mut buf);
+                            Some((Ok(line), (chunks, buf, true)))
+                        };
+                    }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 fn decode_answer(status: StatusCode, bytes: &[u8]) -> Result<Value, ClientError> {
@@ -248,7 +316,10 @@ fn decode_answer(status: StatusCode, bytes: &[u8]) -> Result<Value, ClientError>
         } else {
             value
         };
-        Err(ClientError::Api { code: status.as_u16(), status: value })
+        Err(ClientError::Api {
+            code: status.as_u16(),
+            status: value,
+        })
     }
 }
 
@@ -259,7 +330,8 @@ mod tests {
     #[tokio::test]
     async fn lines_are_split_across_chunk_boundaries() {
         let chunks = futures_util::stream::iter(
-            ["{\"a\":", "1}\n{\"b\"", ":2}\n\n", "{\"c\":3}"].map(|s| Ok(Bytes::from_static(s.as_bytes()))),
+            ["{\"a\":", "1}\n{\"b\"", ":2}\n\n", "{\"c\":3}"]
+                .map(|s| Ok(Bytes::from_static(s.as_bytes()))),
         );
         let got: Vec<String> = lines(chunks)
             .map(|l| String::from_utf8(l.unwrap()).unwrap())

@@ -21,8 +21,15 @@ struct Doc {
 }
 
 enum Line {
-    Field { indent: usize, key: String, value: String },
-    Text { indent: usize, text: String },
+    Field {
+        indent: usize,
+        key: String,
+        value: String,
+    },
+    Text {
+        indent: usize,
+        text: String,
+    },
 }
 
 impl Doc {
@@ -30,15 +37,26 @@ impl Doc {
         let value = value.into();
         let mut values = value.split('\n');
         let first = values.next().unwrap_or("").to_string();
-        self.lines.push(Line::Field { indent, key: format!("{key}:"), value: first });
+        self.lines.push(Line::Field {
+            indent,
+            key: format!("{key}:"),
+            value: first,
+        });
         for more in values {
             // Continuation lines (labels, annotations) align under the first value.
-            self.lines.push(Line::Field { indent, key: String::new(), value: more.to_string() });
+            self.lines.push(Line::Field {
+                indent,
+                key: String::new(),
+                value: more.to_string(),
+            });
         }
     }
 
     fn text(&mut self, indent: usize, text: impl Into<String>) {
-        self.lines.push(Line::Text { indent, text: text.into() });
+        self.lines.push(Line::Text {
+            indent,
+            text: text.into(),
+        });
     }
 
     fn render(&self) -> String {
@@ -70,7 +88,11 @@ impl Doc {
                     for line in &self.lines[start..i] {
                         if let Line::Field { indent, key, value } = line {
                             let cell = format!("{}{key}", " ".repeat(*indent));
-                            let text = if value.is_empty() { cell } else { format!("{cell:<width$}  {value}") };
+                            let text = if value.is_empty() {
+                                cell
+                            } else {
+                                format!("{cell:<width$}  {value}")
+                            };
                             out.push_str(text.trim_end());
                             out.push('\n');
                         }
@@ -88,7 +110,12 @@ pub async fn describe(ctx: &Ctx, a: DescribeArgs) -> Result<(), CliError> {
     match parse_targets(&a.args)? {
         Targets::Named(named) => {
             for (kind, name) in named {
-                objects.push((kind, ctx.client.get(&object_path(kind, &namespace, &name)).await?));
+                objects.push((
+                    kind,
+                    ctx.client
+                        .get(&object_path(kind, &namespace, &name))
+                        .await?,
+                ));
             }
         }
         Targets::Collections(kinds) => {
@@ -123,7 +150,10 @@ async fn events_for(ctx: &Ctx, object: &Value) -> Result<Vec<Value>, CliError> {
     let uid = str_at(object, "/metadata/uid");
     let ns = str_at(object, "/metadata/namespace");
     let ns = if ns.is_empty() { "default" } else { ns };
-    let list = ctx.client.get(&collection_path(Kind::Event, Some(ns))).await?;
+    let list = ctx
+        .client
+        .get(&collection_path(Kind::Event, Some(ns)))
+        .await?;
     let mut events: Vec<Value> = list["items"]
         .as_array()
         .into_iter()
@@ -136,9 +166,13 @@ async fn events_for(ctx: &Ctx, object: &Value) -> Result<Vec<Value>, CliError> {
 }
 
 fn event_last(e: &Value) -> Option<DateTime<Utc>> {
-    ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"]
-        .iter()
-        .find_map(|p| e.pointer(p).and_then(Value::as_str).and_then(parse_time))
+    [
+        "/lastTimestamp",
+        "/eventTime",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .find_map(|p| e.pointer(p).and_then(Value::as_str).and_then(parse_time))
 }
 
 /// Renders one object's description (pure, for tests).
@@ -165,7 +199,11 @@ pub fn render(kind: Kind, o: &Value, events: &[Value], now: DateTime<Utc>) -> St
 
 fn labels_and_annotations(d: &mut Doc, o: &Value) {
     d.field(0, "Labels", multi_map(o.pointer("/metadata/labels")));
-    d.field(0, "Annotations", multi_map(o.pointer("/metadata/annotations")));
+    d.field(
+        0,
+        "Annotations",
+        multi_map(o.pointer("/metadata/annotations")),
+    );
 }
 
 fn multi_map(map: Option<&Value>) -> String {
@@ -174,21 +212,36 @@ fn multi_map(map: Option<&Value>) -> String {
     };
     let mut pairs: Vec<String> = map
         .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            )
+        })
         .collect();
     pairs.sort();
     pairs.join("\n")
 }
 
 fn time_text(s: &str) -> String {
-    parse_time(s).map(|t| t.format("%a, %d %b %Y %H:%M:%S %z").to_string()).unwrap_or_else(|| s.to_string())
+    parse_time(s)
+        .map(|t| t.format("%a, %d %b %Y %H:%M:%S %z").to_string())
+        .unwrap_or_else(|| s.to_string())
 }
 
 fn controlled_by(o: &Value) -> Option<String> {
     o.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
-        .map(|r| format!("{}/{}", r["kind"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or("")))
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["kind"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            )
+        })
 }
 
 fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
@@ -210,15 +263,35 @@ fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
     labels_and_annotations(d, o);
     let summary = table::pod_summary(o, now);
     let phase = str_at(o, "/status/phase");
-    if let Some(ts) = o.pointer("/metadata/deletionTimestamp").and_then(Value::as_str) {
-        d.field(0, "Status", format!("Terminating (lasts {})", human_duration(now - parse_time(ts).unwrap_or(now))));
-        if let Some(grace) = o.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) {
+    if let Some(ts) = o
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+    {
+        d.field(
+            0,
+            "Status",
+            format!(
+                "Terminating (lasts {})",
+                human_duration(now - parse_time(ts).unwrap_or(now))
+            ),
+        );
+        if let Some(grace) = o
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+        {
             d.field(0, "Termination Grace Period", format!("{grace}s"));
         }
     } else {
-        d.field(0, "Status", if phase.is_empty() { "Pending" } else { phase });
+        d.field(
+            0,
+            "Status",
+            if phase.is_empty() { "Pending" } else { phase },
+        );
     }
-    if summary.status != phase && !summary.status.is_empty() && o.pointer("/metadata/deletionTimestamp").is_none() {
+    if summary.status != phase
+        && !summary.status.is_empty()
+        && o.pointer("/metadata/deletionTimestamp").is_none()
+    {
         d.field(0, "Reason", str_at(o, "/status/reason"));
     }
     let message = str_at(o, "/status/message");
@@ -226,7 +299,11 @@ fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
         d.field(0, "Message", message);
     }
     d.field(0, "IP", or_empty(str_at(o, "/status/podIP")));
-    if let Some(ips) = o.pointer("/status/podIPs").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+    if let Some(ips) = o
+        .pointer("/status/podIPs")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
         d.text(0, "IPs:");
         for ip in ips {
             d.field(2, "IP", str_at(ip, "/ip"));
@@ -238,9 +315,16 @@ fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
         d.field(0, "Controlled By", c);
     }
     let statuses = |key: &str| -> Vec<Value> {
-        o.pointer(&format!("/status/{key}")).and_then(Value::as_array).cloned().unwrap_or_default()
+        o.pointer(&format!("/status/{key}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
     };
-    if let Some(init) = o.pointer("/spec/initContainers").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+    if let Some(init) = o
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
         d.text(0, "Init Containers:");
         let st = statuses("initContainerStatuses");
         for c in init {
@@ -249,27 +333,53 @@ fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
     }
     d.text(0, "Containers:");
     let st = statuses("containerStatuses");
-    for c in o.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in o
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         container(d, c, &st);
     }
-    if let Some(conditions) = o.pointer("/status/conditions").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+    if let Some(conditions) = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
         d.text(0, "Conditions:");
-        let width = conditions.iter().map(|c| str_at(c, "/type").len()).max().unwrap_or(4).max(4);
+        let width = conditions
+            .iter()
+            .map(|c| str_at(c, "/type").len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         d.text(2, format!("{:<width$}  Status", "Type"));
         for c in conditions {
-            d.text(2, format!("{:<width$}  {}", str_at(c, "/type"), str_at(c, "/status")));
+            d.text(
+                2,
+                format!("{:<width$}  {}", str_at(c, "/type"), str_at(c, "/status")),
+            );
         }
     }
     // A pod held on an unreachable node by its local claim says so, and how to release it.
     if let Some(pinned) = o
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["type"] == crate::controllers::node_lifecycle::PINNED_CONDITION && c["status"] == "True"))
+        .and_then(|cs| {
+            cs.iter().find(|c| {
+                c["type"] == crate::controllers::node_lifecycle::PINNED_CONDITION
+                    && c["status"] == "True"
+            })
+        })
     {
         d.field(0, "Pinned", str_at(pinned, "/message"));
     }
     d.text(0, "Volumes:");
-    let volumes = o.pointer("/spec/volumes").and_then(Value::as_array).cloned().unwrap_or_default();
+    let volumes = o
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if volumes.is_empty() {
         d.text(2, "<none>");
     }
@@ -278,7 +388,11 @@ fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
         volume(d, v);
     }
     d.field(0, "QoS Class", qos_class(o));
-    d.field(0, "Node-Selectors", map_string(o.pointer("/spec/nodeSelector")));
+    d.field(
+        0,
+        "Node-Selectors",
+        map_string(o.pointer("/spec/nodeSelector")),
+    );
     let tolerations: Vec<String> = o
         .pointer("/spec/tolerations")
         .and_then(Value::as_array)
@@ -298,7 +412,15 @@ fn pod(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
             s
         })
         .collect();
-    d.field(0, "Tolerations", if tolerations.is_empty() { "<none>".into() } else { tolerations.join("\n") });
+    d.field(
+        0,
+        "Tolerations",
+        if tolerations.is_empty() {
+            "<none>".into()
+        } else {
+            tolerations.join("\n")
+        },
+    );
 }
 
 fn container(d: &mut Doc, c: &Value, statuses: &[Value]) {
@@ -317,19 +439,51 @@ fn container(d: &mut Doc, c: &Value, statuses: &[Value]) {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|p| format!("{}/{}", p["containerPort"], p["protocol"].as_str().unwrap_or("TCP")))
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["containerPort"],
+                p["protocol"].as_str().unwrap_or("TCP")
+            )
+        })
         .collect();
-    d.field(4, "Port", if ports.is_empty() { "<none>".into() } else { ports.join(", ") });
+    d.field(
+        4,
+        "Port",
+        if ports.is_empty() {
+            "<none>".into()
+        } else {
+            ports.join(", ")
+        },
+    );
     let host_ports: Vec<String> = c
         .pointer("/ports")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|p| format!("{}/{}", p["hostPort"].as_i64().unwrap_or(0), p["protocol"].as_str().unwrap_or("TCP")))
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["hostPort"].as_i64().unwrap_or(0),
+                p["protocol"].as_str().unwrap_or("TCP")
+            )
+        })
         .collect();
-    d.field(4, "Host Port", if host_ports.is_empty() { "<none>".into() } else { host_ports.join(", ") });
+    d.field(
+        4,
+        "Host Port",
+        if host_ports.is_empty() {
+            "<none>".into()
+        } else {
+            host_ports.join(", ")
+        },
+    );
     for (key, label) in [("command", "Command"), ("args", "Args")] {
-        if let Some(list) = c.get(key).and_then(Value::as_array).filter(|a| !a.is_empty()) {
+        if let Some(list) = c
+            .get(key)
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        {
             d.text(4, format!("{label}:"));
             for arg in list {
                 d.text(6, arg.as_str().unwrap_or("").to_string());
@@ -338,21 +492,40 @@ fn container(d: &mut Doc, c: &Value, statuses: &[Value]) {
     }
     if let Some(s) = status {
         container_state(d, "State", s.get("state"));
-        if s.get("lastState").and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+        if s.get("lastState")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+        {
             container_state(d, "Last State", s.get("lastState"));
         }
-        d.field(4, "Ready", if s["ready"] == true { "True" } else { "False" });
-        d.field(4, "Restart Count", s["restartCount"].as_i64().unwrap_or(0).to_string());
+        d.field(
+            4,
+            "Ready",
+            if s["ready"] == true { "True" } else { "False" },
+        );
+        d.field(
+            4,
+            "Restart Count",
+            s["restartCount"].as_i64().unwrap_or(0).to_string(),
+        );
     }
     for (key, label) in [("limits", "Limits"), ("requests", "Requests")] {
-        if let Some(m) = c.pointer(&format!("/resources/{key}")).and_then(Value::as_object).filter(|m| !m.is_empty()) {
+        if let Some(m) = c
+            .pointer(&format!("/resources/{key}"))
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty())
+        {
             d.text(4, format!("{label}:"));
             for (k, v) in m {
                 d.field(6, k, v.as_str().unwrap_or(""));
             }
         }
     }
-    for (key, label) in [("livenessProbe", "Liveness"), ("readinessProbe", "Readiness"), ("startupProbe", "Startup")] {
+    for (key, label) in [
+        ("livenessProbe", "Liveness"),
+        ("readinessProbe", "Readiness"),
+        ("startupProbe", "Startup"),
+    ] {
         if let Some(p) = c.get(key).filter(|p| p.is_object()) {
             d.field(4, label, probe_text(p));
         }
@@ -367,9 +540,17 @@ fn container(d: &mut Doc, c: &Value, statuses: &[Value]) {
             let value = if let Some(v) = e.get("value").and_then(Value::as_str) {
                 v.to_string()
             } else if let Some(r) = e.pointer("/valueFrom/configMapKeyRef") {
-                format!("<set to the key '{}' of config map '{}'>", str_at(r, "/key"), str_at(r, "/name"))
+                format!(
+                    "<set to the key '{}' of config map '{}'>",
+                    str_at(r, "/key"),
+                    str_at(r, "/name")
+                )
             } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
-                format!("<set to the key '{}' in secret '{}'>", str_at(r, "/key"), str_at(r, "/name"))
+                format!(
+                    "<set to the key '{}' in secret '{}'>",
+                    str_at(r, "/key"),
+                    str_at(r, "/name")
+                )
             } else if let Some(r) = e.pointer("/valueFrom/fieldRef") {
                 format!("({}:{})", str_at(r, "/apiVersion"), str_at(r, "/fieldPath"))
             } else {
@@ -394,8 +575,16 @@ fn container(d: &mut Doc, c: &Value, statuses: &[Value]) {
         .map(|m| {
             let mode = if m["readOnly"] == true { "ro" } else { "rw" };
             let sub = str_at(m, "/subPath");
-            let sub = if sub.is_empty() { String::new() } else { format!(",path=\"{sub}\"") };
-            format!("{} from {} ({mode}{sub})", str_at(m, "/mountPath"), str_at(m, "/name"))
+            let sub = if sub.is_empty() {
+                String::new()
+            } else {
+                format!(",path=\"{sub}\"")
+            };
+            format!(
+                "{} from {} ({mode}{sub})",
+                str_at(m, "/mountPath"),
+                str_at(m, "/name")
+            )
         })
         .collect();
     if mounts.is_empty() {
@@ -422,7 +611,11 @@ fn container_state(d: &mut Doc, label: &str, state: Option<&Value>) {
         if !str_at(t, "/message").is_empty() {
             d.field(6, "Message", str_at(t, "/message"));
         }
-        d.field(6, "Exit Code", t["exitCode"].as_i64().unwrap_or(0).to_string());
+        d.field(
+            6,
+            "Exit Code",
+            t["exitCode"].as_i64().unwrap_or(0).to_string(),
+        );
         if let Some(sig) = t["signal"].as_i64().filter(|s| *s != 0) {
             d.field(6, "Signal", sig.to_string());
         }
@@ -449,13 +642,28 @@ fn probe_text(p: &Value) -> String {
     } else if let Some(h) = p.get("httpGet") {
         let host = str_at(h, "/host");
         let scheme = str_at(h, "/scheme").to_lowercase();
-        let scheme = if scheme.is_empty() { "http".into() } else { scheme };
-        format!("{scheme}-get {scheme}://{}:{}{}", host, h["port"].as_i64().map(|p| p.to_string()).unwrap_or_else(|| h["port"].as_str().unwrap_or("").into()), str_at(h, "/path"))
+        let scheme = if scheme.is_empty() {
+            "http".into()
+        } else {
+            scheme
+        };
+        format!(
+            "{scheme}-get {scheme}://{}:{}{}",
+            host,
+            h["port"]
+                .as_i64()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| h["port"].as_str().unwrap_or("").into()),
+            str_at(h, "/path")
+        )
     } else if let Some(t) = p.get("tcpSocket") {
         format!(
             "tcp-socket {}:{}",
             str_at(t, "/host"),
-            t["port"].as_i64().map(|p| p.to_string()).unwrap_or_else(|| t["port"].as_str().unwrap_or("").into())
+            t["port"]
+                .as_i64()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| t["port"].as_str().unwrap_or("").into())
         )
     } else {
         "unknown".into()
@@ -473,11 +681,27 @@ fn probe_text(p: &Value) -> String {
 
 fn volume(d: &mut Doc, v: &Value) {
     if let Some(c) = v.get("persistentVolumeClaim") {
-        d.field(4, "Type", "PersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)");
+        d.field(
+            4,
+            "Type",
+            "PersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)",
+        );
         d.field(4, "ClaimName", str_at(c, "/claimName"));
-        d.field(4, "ReadOnly", if c["readOnly"] == true { "true" } else { "false" });
+        d.field(
+            4,
+            "ReadOnly",
+            if c["readOnly"] == true {
+                "true"
+            } else {
+                "false"
+            },
+        );
     } else if let Some(e) = v.get("emptyDir") {
-        d.field(4, "Type", "EmptyDir (a temporary directory that shares a pod's lifetime)");
+        d.field(
+            4,
+            "Type",
+            "EmptyDir (a temporary directory that shares a pod's lifetime)",
+        );
         d.field(4, "Medium", str_at(e, "/medium"));
         d.field(4, "SizeLimit", or_unset(str_at(e, "/sizeLimit")));
     } else if let Some(h) = v.get("hostPath") {
@@ -487,15 +711,39 @@ fn volume(d: &mut Doc, v: &Value) {
     } else if let Some(c) = v.get("configMap") {
         d.field(4, "Type", "ConfigMap (a volume populated by a ConfigMap)");
         d.field(4, "Name", str_at(c, "/name"));
-        d.field(4, "Optional", if c["optional"] == true { "true" } else { "false" });
+        d.field(
+            4,
+            "Optional",
+            if c["optional"] == true {
+                "true"
+            } else {
+                "false"
+            },
+        );
     } else if let Some(s) = v.get("secret") {
         d.field(4, "Type", "Secret (a volume populated by a Secret)");
         d.field(4, "SecretName", str_at(s, "/secretName"));
-        d.field(4, "Optional", if s["optional"] == true { "true" } else { "false" });
+        d.field(
+            4,
+            "Optional",
+            if s["optional"] == true {
+                "true"
+            } else {
+                "false"
+            },
+        );
     } else if v.get("projected").is_some() {
-        d.field(4, "Type", "Projected (a volume that contains injected data from multiple sources)");
+        d.field(
+            4,
+            "Type",
+            "Projected (a volume that contains injected data from multiple sources)",
+        );
     } else if v.get("downwardAPI").is_some() {
-        d.field(4, "Type", "DownwardAPI (a volume populated by information about the pod)");
+        d.field(
+            4,
+            "Type",
+            "DownwardAPI (a volume populated by information about the pod)",
+        );
     } else {
         d.field(4, "Type", "<unknown>");
     }
@@ -505,10 +753,18 @@ fn qos_class(o: &Value) -> String {
     if let Some(q) = o.pointer("/status/qosClass").and_then(Value::as_str) {
         return q.to_string();
     }
-    let containers = o.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let containers = o
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let any = containers.iter().any(|c| {
-        c.pointer("/resources/limits").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
-            || c.pointer("/resources/requests").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+        c.pointer("/resources/limits")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+            || c.pointer("/resources/requests")
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
     });
     if !any {
         return "BestEffort".into();
@@ -520,43 +776,109 @@ fn qos_class(o: &Value) -> String {
             limit.is_some() && limit == request
         })
     });
-    if guaranteed { "Guaranteed".into() } else { "Burstable".into() }
+    if guaranteed {
+        "Guaranteed".into()
+    } else {
+        "Burstable".into()
+    }
 }
 
 fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
-    if let Some(t) = o.pointer("/metadata/creationTimestamp").and_then(Value::as_str) {
+    if let Some(t) = o
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+    {
         d.field(0, "CreationTimestamp", time_text(t));
     }
-    d.field(0, "Selector", table::selector_string(o.pointer("/spec/selector")));
+    d.field(
+        0,
+        "Selector",
+        table::selector_string(o.pointer("/spec/selector")),
+    );
     labels_and_annotations(d, o);
-    if o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
-        d.field(0, "Status", "Terminating (pods stop in reverse ordinal order, each gone before the next)");
+    if o.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        d.field(
+            0,
+            "Status",
+            "Terminating (pods stop in reverse ordinal order, each gone before the next)",
+        );
     }
-    let desired = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let desired = o
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     d.field(
         0,
         "Replicas",
-        format!("{desired} desired | {} total", o.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0)),
+        format!(
+            "{desired} desired | {} total",
+            o.pointer("/status/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        ),
     );
-    let start = o.pointer("/spec/ordinals/start").and_then(Value::as_i64).unwrap_or(0);
-    d.field(0, "Ordinals", if desired > 0 { format!("{start} to {}", start + desired - 1) } else { "<none>".to_string() });
+    let start = o
+        .pointer("/spec/ordinals/start")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    d.field(
+        0,
+        "Ordinals",
+        if desired > 0 {
+            format!("{start} to {}", start + desired - 1)
+        } else {
+            "<none>".to_string()
+        },
+    );
     d.field(0, "Service Name", or_unset(str_at(o, "/spec/serviceName")));
-    d.field(0, "Update Strategy", or_default(str_at(o, "/spec/updateStrategy/type"), "RollingUpdate"));
-    if let Some(p) = o.pointer("/spec/updateStrategy/rollingUpdate/partition").and_then(Value::as_i64) {
+    d.field(
+        0,
+        "Update Strategy",
+        or_default(str_at(o, "/spec/updateStrategy/type"), "RollingUpdate"),
+    );
+    if let Some(p) = o
+        .pointer("/spec/updateStrategy/rollingUpdate/partition")
+        .and_then(Value::as_i64)
+    {
         d.field(2, "Partition", p.to_string());
     }
     if let Some(m) = o.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable") {
-        d.field(2, "Max Unavailable", m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()));
+        d.field(
+            2,
+            "Max Unavailable",
+            m.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| m.to_string()),
+        );
     }
-    d.field(0, "Pod Management Policy", or_default(str_at(o, "/spec/podManagementPolicy"), "OrderedReady"));
-    d.field(0, "Min Ready Seconds", o.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0).to_string());
+    d.field(
+        0,
+        "Pod Management Policy",
+        or_default(str_at(o, "/spec/podManagementPolicy"), "OrderedReady"),
+    );
+    d.field(
+        0,
+        "Min Ready Seconds",
+        o.pointer("/spec/minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string(),
+    );
     d.field(
         0,
         "Claim Retention",
         format!(
             "whenDeleted: {}, whenScaled: {}",
-            or_default(str_at(o, "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted"), "Retain"),
-            or_default(str_at(o, "/spec/persistentVolumeClaimRetentionPolicy/whenScaled"), "Retain")
+            or_default(
+                str_at(o, "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted"),
+                "Retain"
+            ),
+            or_default(
+                str_at(o, "/spec/persistentVolumeClaimRetentionPolicy/whenScaled"),
+                "Retain"
+            )
         ),
     );
     d.field(
@@ -564,29 +886,71 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
         "Pods Status",
         format!(
             "{} Ready / {} Available / {} Current / {} Updated",
-            o.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0),
-            o.pointer("/status/availableReplicas").and_then(Value::as_i64).unwrap_or(0),
-            o.pointer("/status/currentReplicas").and_then(Value::as_i64).unwrap_or(0),
-            o.pointer("/status/updatedReplicas").and_then(Value::as_i64).unwrap_or(0),
+            o.pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            o.pointer("/status/availableReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            o.pointer("/status/currentReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            o.pointer("/status/updatedReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
         ),
     );
-    d.field(0, "Current Revision", or_empty(str_at(o, "/status/currentRevision")));
-    d.field(0, "Update Revision", or_empty(str_at(o, "/status/updateRevision")));
-    let generation = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-    let observed = o.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+    d.field(
+        0,
+        "Current Revision",
+        or_empty(str_at(o, "/status/currentRevision")),
+    );
+    d.field(
+        0,
+        "Update Revision",
+        or_empty(str_at(o, "/status/updateRevision")),
+    );
+    let generation = o
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let observed = o
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if observed < generation {
-        d.field(0, "Observed Generation", format!("{observed} (the controller has not seen generation {generation} yet)"));
+        d.field(
+            0,
+            "Observed Generation",
+            format!("{observed} (the controller has not seen generation {generation} yet)"),
+        );
     }
     d.text(0, "Pod Template:");
-    d.field(2, "Labels", multi_map(o.pointer("/spec/template/metadata/labels")));
-    if let Some(annotations) = o.pointer("/spec/template/metadata/annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty())) {
+    d.field(
+        2,
+        "Labels",
+        multi_map(o.pointer("/spec/template/metadata/labels")),
+    );
+    if let Some(annotations) = o
+        .pointer("/spec/template/metadata/annotations")
+        .filter(|a| a.as_object().is_some_and(|m| !m.is_empty()))
+    {
         d.field(2, "Annotations", multi_map(Some(annotations)));
     }
     d.text(2, "Containers:");
-    for c in o.pointer("/spec/template/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         container(d, c, &[]);
     }
-    let claims = o.pointer("/spec/volumeClaimTemplates").and_then(Value::as_array).cloned().unwrap_or_default();
+    let claims = o
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if claims.is_empty() {
         d.field(0, "Volume Claims", "<none>");
     } else {
@@ -597,10 +961,23 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
             d.field(2, "Name", name);
             d.field(2, "StorageClass", str_at(&c, "/spec/storageClassName"));
             d.field(2, "Labels", multi_map(c.pointer("/metadata/labels")));
-            d.field(2, "Annotations", multi_map(c.pointer("/metadata/annotations")));
-            d.field(2, "Capacity", str_at(&c, "/spec/resources/requests/storage"));
-            let modes: Vec<&str> =
-                c.pointer("/spec/accessModes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            d.field(
+                2,
+                "Annotations",
+                multi_map(c.pointer("/metadata/annotations")),
+            );
+            d.field(
+                2,
+                "Capacity",
+                str_at(&c, "/spec/resources/requests/storage"),
+            );
+            let modes: Vec<&str> = c
+                .pointer("/spec/accessModes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             d.field(2, "Access Modes", format!("[{}]", modes.join(" ")));
             d.field(2, "Claims", format!("{name}-{set_name}-<ordinal>"));
         }
@@ -609,32 +986,112 @@ fn statefulset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
 }
 
 fn daemonset(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
-    d.field(0, "Selector", table::selector_string(o.pointer("/spec/selector")));
-    d.field(0, "Node-Selector", map_string(o.pointer("/spec/template/spec/nodeSelector")));
+    d.field(
+        0,
+        "Selector",
+        table::selector_string(o.pointer("/spec/selector")),
+    );
+    d.field(
+        0,
+        "Node-Selector",
+        map_string(o.pointer("/spec/template/spec/nodeSelector")),
+    );
     labels_and_annotations(d, o);
-    let count = |field: &str| o.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0).to_string();
-    d.field(0, "Desired Number of Nodes Scheduled", count("desiredNumberScheduled"));
-    d.field(0, "Current Number of Nodes Scheduled", count("currentNumberScheduled"));
-    d.field(0, "Number of Nodes Scheduled with Up-to-date Pods", count("updatedNumberScheduled"));
-    d.field(0, "Number of Nodes Scheduled with Available Pods", count("numberAvailable"));
-    d.field(0, "Number of Nodes Misscheduled", count("numberMisscheduled"));
-    d.field(0, "Pods Status", format!("{} Ready / {} Unavailable", count("numberReady"), count("numberUnavailable")));
-    d.field(0, "Update Strategy", or_default(str_at(o, "/spec/updateStrategy/type"), "RollingUpdate"));
-    for (path, label) in [("maxUnavailable", "Max Unavailable"), ("maxSurge", "Max Surge")] {
+    let count = |field: &str| {
+        o.pointer(&format!("/status/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string()
+    };
+    d.field(
+        0,
+        "Desired Number of Nodes Scheduled",
+        count("desiredNumberScheduled"),
+    );
+    d.field(
+        0,
+        "Current Number of Nodes Scheduled",
+        count("currentNumberScheduled"),
+    );
+    d.field(
+        0,
+        "Number of Nodes Scheduled with Up-to-date Pods",
+        count("updatedNumberScheduled"),
+    );
+    d.field(
+        0,
+        "Number of Nodes Scheduled with Available Pods",
+        count("numberAvailable"),
+    );
+    d.field(
+        0,
+        "Number of Nodes Misscheduled",
+        count("numberMisscheduled"),
+    );
+    d.field(
+        0,
+        "Pods Status",
+        format!(
+            "{} Ready / {} Unavailable",
+            count("numberReady"),
+            count("numberUnavailable")
+        ),
+    );
+    d.field(
+        0,
+        "Update Strategy",
+        or_default(str_at(o, "/spec/updateStrategy/type"), "RollingUpdate"),
+    );
+    for (path, label) in [
+        ("maxUnavailable", "Max Unavailable"),
+        ("maxSurge", "Max Surge"),
+    ] {
         if let Some(m) = o.pointer(&format!("/spec/updateStrategy/rollingUpdate/{path}")) {
-            d.field(2, label, m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()));
+            d.field(
+                2,
+                label,
+                m.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| m.to_string()),
+            );
         }
     }
-    d.field(0, "Min Ready Seconds", o.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0).to_string());
-    let generation = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-    let observed = o.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+    d.field(
+        0,
+        "Min Ready Seconds",
+        o.pointer("/spec/minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string(),
+    );
+    let generation = o
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let observed = o
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if observed < generation {
-        d.field(0, "Observed Generation", format!("{observed} (the controller has not seen generation {generation} yet)"));
+        d.field(
+            0,
+            "Observed Generation",
+            format!("{observed} (the controller has not seen generation {generation} yet)"),
+        );
     }
     d.text(0, "Pod Template:");
-    d.field(2, "Labels", multi_map(o.pointer("/spec/template/metadata/labels")));
+    d.field(
+        2,
+        "Labels",
+        multi_map(o.pointer("/spec/template/metadata/labels")),
+    );
     d.text(2, "Containers:");
-    for c in o.pointer("/spec/template/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         container(d, c, &[]);
     }
     conditions(d, o, now);
@@ -646,55 +1103,153 @@ fn service(d: &mut Doc, o: &Value) {
     d.field(0, "Type", or_default(str_at(o, "/spec/type"), "ClusterIP"));
     d.field(0, "IP Family Policy", "SingleStack");
     d.field(0, "IP", or_default(str_at(o, "/spec/clusterIP"), "None"));
-    for p in o.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+    for p in o
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = str_at(p, "/name");
-        d.field(0, "Port", format!("{}  {}/{}", or_unset(name), p["port"], p["protocol"].as_str().unwrap_or("TCP")));
-        let target = p.get("targetPort").map(|t| t.as_str().map(str::to_string).unwrap_or_else(|| t.to_string()));
-        d.field(0, "TargetPort", format!("{}/{}", target.unwrap_or_default(), p["protocol"].as_str().unwrap_or("TCP")));
+        d.field(
+            0,
+            "Port",
+            format!(
+                "{}  {}/{}",
+                or_unset(name),
+                p["port"],
+                p["protocol"].as_str().unwrap_or("TCP")
+            ),
+        );
+        let target = p.get("targetPort").map(|t| {
+            t.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| t.to_string())
+        });
+        d.field(
+            0,
+            "TargetPort",
+            format!(
+                "{}/{}",
+                target.unwrap_or_default(),
+                p["protocol"].as_str().unwrap_or("TCP")
+            ),
+        );
     }
-    d.field(0, "Session Affinity", or_default(str_at(o, "/spec/sessionAffinity"), "None"));
+    d.field(
+        0,
+        "Session Affinity",
+        or_default(str_at(o, "/spec/sessionAffinity"), "None"),
+    );
     d.field(
         0,
         "Publish Not Ready",
-        if o.pointer("/spec/publishNotReadyAddresses") == Some(&Value::Bool(true)) { "true" } else { "false" },
+        if o.pointer("/spec/publishNotReadyAddresses") == Some(&Value::Bool(true)) {
+            "true"
+        } else {
+            "false"
+        },
     );
 }
 
 fn claim(d: &mut Doc, o: &Value) {
     let annotation = |key: &str| -> String {
-        o.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or("").to_string()
+        o.pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
     };
     d.field(0, "StorageClass", str_at(o, "/spec/storageClassName"));
-    let deleting = o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
-    d.field(0, "Status", if deleting { "Terminating".to_string() } else { str_at(o, "/status/phase").to_string() });
+    let deleting = o
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null());
+    d.field(
+        0,
+        "Status",
+        if deleting {
+            "Terminating".to_string()
+        } else {
+            str_at(o, "/status/phase").to_string()
+        },
+    );
     d.field(0, "Volume", str_at(o, "/spec/volumeName"));
     labels_and_annotations(d, o);
-    let finalizers: Vec<&str> =
-        o.pointer("/metadata/finalizers").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let finalizers: Vec<&str> = o
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     d.field(0, "Finalizers", format!("[{}]", finalizers.join(" ")));
     d.field(0, "Capacity", str_at(o, "/status/capacity/storage"));
-    let modes: Vec<&str> =
-        o.pointer("/spec/accessModes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-    d.field(0, "Access Modes", modes.iter().map(|m| table::access_mode_short(m)).collect::<Vec<_>>().join(","));
-    d.field(0, "VolumeMode", or_default(str_at(o, "/spec/volumeMode"), "Filesystem"));
+    let modes: Vec<&str> = o
+        .pointer("/spec/accessModes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    d.field(
+        0,
+        "Access Modes",
+        modes
+            .iter()
+            .map(|m| table::access_mode_short(m))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    d.field(
+        0,
+        "VolumeMode",
+        or_default(str_at(o, "/spec/volumeMode"), "Filesystem"),
+    );
     let node = annotation("volume.kubernetes.io/selected-node");
-    d.field(0, "Node", if node.is_empty() { "<none> (waiting for the first pod that uses it)".to_string() } else { node });
-    d.field(0, "Directory", or_default(&annotation("berth.io/directory"), "<not created yet>"));
+    d.field(
+        0,
+        "Node",
+        if node.is_empty() {
+            "<none> (waiting for the first pod that uses it)".to_string()
+        } else {
+            node
+        },
+    );
+    d.field(
+        0,
+        "Directory",
+        or_default(&annotation("berth.io/directory"), "<not created yet>"),
+    );
     let used = annotation("berth.io/used-bytes").parse::<u64>().ok();
     d.field(
         0,
         "Used",
         match used {
             Some(bytes) => match table::parse_time(&annotation("berth.io/used-bytes-at")) {
-                Some(at) => format!("{} ({bytes} bytes, measured {})", table::human_bytes(bytes), at.format("%Y-%m-%d %H:%M:%S UTC")),
+                Some(at) => format!(
+                    "{} ({bytes} bytes, measured {})",
+                    table::human_bytes(bytes),
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
                 None => format!("{} ({bytes} bytes)", table::human_bytes(bytes)),
             },
             None => "<unknown>".to_string(),
         },
     );
     let quota = annotation("berth.io/quota");
-    d.field(0, "Size Limit", if quota.is_empty() { "<decided when the claim is bound to a node>".to_string() } else { quota });
-    d.field(0, "Used By", or_default(&annotation("berth.io/used-by"), "<none>"));
+    d.field(
+        0,
+        "Size Limit",
+        if quota.is_empty() {
+            "<decided when the claim is bound to a node>".to_string()
+        } else {
+            quota
+        },
+    );
+    d.field(
+        0,
+        "Used By",
+        or_default(&annotation("berth.io/used-by"), "<none>"),
+    );
 }
 
 fn generic(d: &mut Doc, o: &Value) {
@@ -713,7 +1268,11 @@ fn generic(d: &mut Doc, o: &Value) {
 }
 
 fn conditions(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
-    let Some(conditions) = o.pointer("/status/conditions").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
+    let Some(conditions) = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    else {
         return;
     };
     d.text(0, "Conditions:");
@@ -727,7 +1286,13 @@ fn conditions(d: &mut Doc, o: &Value, now: DateTime<Utc>) {
             .unwrap_or_default();
         d.text(
             2,
-            format!("{}  {}  {}  {age}  {}", str_at(c, "/type"), str_at(c, "/status"), str_at(c, "/reason"), str_at(c, "/message")),
+            format!(
+                "{}  {}  {}  {age}  {}",
+                str_at(c, "/type"),
+                str_at(c, "/status"),
+                str_at(c, "/reason"),
+                str_at(c, "/message")
+            ),
         );
     }
 }
@@ -740,18 +1305,31 @@ fn render_events(events: &[Value], now: DateTime<Utc>) -> String {
         .iter()
         .map(|e| {
             let count = e["count"].as_i64().unwrap_or(1);
-            let last = event_last(e).map(|t| human_duration(now - t)).unwrap_or_default();
-            let first = ["/firstTimestamp", "/eventTime", "/metadata/creationTimestamp"]
-                .iter()
-                .find_map(|p| e.pointer(p).and_then(Value::as_str).and_then(parse_time))
+            let last = event_last(e)
                 .map(|t| human_duration(now - t))
                 .unwrap_or_default();
-            let age = if count > 1 { format!("{last} (x{count} over {first})") } else { last };
+            let first = [
+                "/firstTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .find_map(|p| e.pointer(p).and_then(Value::as_str).and_then(parse_time))
+            .map(|t| human_duration(now - t))
+            .unwrap_or_default();
+            let age = if count > 1 {
+                format!("{last} (x{count} over {first})")
+            } else {
+                last
+            };
             [
                 str_at(e, "/type").to_string(),
                 str_at(e, "/reason").to_string(),
                 age,
-                or_default(str_at(e, "/source/component"), str_at(e, "/reportingComponent")),
+                or_default(
+                    str_at(e, "/source/component"),
+                    str_at(e, "/reportingComponent"),
+                ),
                 str_at(e, "/message").trim().to_string(),
             ]
         })
@@ -789,16 +1367,26 @@ fn or_empty(s: &str) -> String {
 }
 
 fn or_unset(s: &str) -> String {
-    if s.is_empty() { "<unset>".into() } else { s.to_string() }
+    if s.is_empty() {
+        "<unset>".into()
+    } else {
+        s.to_string()
+    }
 }
 
 fn or_default(s: &str, default: &str) -> String {
-    if s.is_empty() { default.to_string() } else { s.to_string() }
+    if s.is_empty() {
+        default.to_string()
+    } else {
+        s.to_string()
+    }
 }
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -820,8 +1408,10 @@ mod tests {
                 "conditions": [{"type": "Ready", "status": "True"}],
                 "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T11:59:00Z"}}}]}
         });
-        let events = vec![json!({"type": "Normal", "reason": "Started", "message": "Started container web",
-            "source": {"component": "kubelet"}, "lastTimestamp": "2026-01-01T11:59:00Z", "count": 1})];
+        let events = vec![
+            json!({"type": "Normal", "reason": "Started", "message": "Started container web",
+            "source": {"component": "kubelet"}, "lastTimestamp": "2026-01-01T11:59:00Z", "count": 1}),
+        ];
         let text = render(Kind::Pod, &pod, &events, now);
         for want in [
             "Name:         web-0\n",
@@ -854,12 +1444,22 @@ mod tests {
             "status": {"observedGeneration": 2, "desiredNumberScheduled": 3, "currentNumberScheduled": 3, "updatedNumberScheduled": 2,
                 "numberAvailable": 2, "numberReady": 2, "numberUnavailable": 1, "numberMisscheduled": 1}});
         let out = render(Kind::DaemonSet, &ds, &[], now);
-        for line in ["Desired Number of Nodes Scheduled:", "Number of Nodes Misscheduled:", "disk=ssd", "Max Surge:", "25%", "2 Ready / 1 Unavailable"] {
+        for line in [
+            "Desired Number of Nodes Scheduled:",
+            "Number of Nodes Misscheduled:",
+            "disk=ssd",
+            "Max Surge:",
+            "25%",
+            "2 Ready / 1 Unavailable",
+        ] {
             assert!(out.contains(line), "{line:?} missing:\n{out}");
         }
         let pod = json!({"metadata": {"name": "web-1", "namespace": "default"}, "spec": {"nodeName": "n2", "containers": []},
             "status": {"conditions": [{"type": "PinnedToLostNode", "status": "True", "message": "node n2 is unreachable; `berth node forget n2`"}]}});
         let out = render(Kind::Pod, &pod, &[], now);
-        assert!(out.contains("Pinned:") && out.contains("berth node forget n2"), "{out}");
+        assert!(
+            out.contains("Pinned:") && out.contains("berth node forget n2"),
+            "{out}"
+        );
     }
 }

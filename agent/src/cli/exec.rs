@@ -20,8 +20,16 @@ pub const PROTOCOLS: &str = "v5.channel.k8s.io, v4.channel.k8s.io";
 
 pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Result<(), CliError> {
     let namespace = a.ns.namespace.clone().unwrap_or_else(|| "default".into());
-    let pod = a.target.strip_prefix("pod/").or_else(|| a.target.strip_prefix("po/")).unwrap_or(&a.target);
-    let mut query: Vec<String> = a.command.iter().map(|c| format!("command={}", encode(c))).collect();
+    let pod = a
+        .target
+        .strip_prefix("pod/")
+        .or_else(|| a.target.strip_prefix("po/"))
+        .unwrap_or(&a.target);
+    let mut query: Vec<String> = a
+        .command
+        .iter()
+        .map(|c| format!("command={}", encode(c)))
+        .collect();
     if let Some(c) = &a.container {
         query.push(format!("container={}", encode(c)));
     }
@@ -29,17 +37,27 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Result<(), CliError> {
     query.push("stdout=true".into());
     query.push("stderr=true".into());
     query.push("tty=false".into());
-    let path = format!("{}/exec?{}", object_path(Kind::Pod, &namespace, pod), query.join("&"));
+    let path = format!(
+        "{}/exec?{}",
+        object_path(Kind::Pod, &namespace, pod),
+        query.join("&")
+    );
 
-    let stream = UnixStream::connect(ctx.client.socket()).await.map_err(|source| {
-        CliError::Client(super::client::ClientError::Connect { path: ctx.client.socket().to_path_buf(), source })
-    })?;
+    let stream = UnixStream::connect(ctx.client.socket())
+        .await
+        .map_err(|source| {
+            CliError::Client(super::client::ClientError::Connect {
+                path: ctx.client.socket().to_path_buf(),
+                source,
+            })
+        })?;
     let mut request = format!("ws://localhost{path}")
         .into_client_request()
         .map_err(|e| fail(format!("exec: bad request: {e}")))?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", PROTOCOLS.parse().expect("valid header"));
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        PROTOCOLS.parse().expect("valid header"),
+    );
     let (ws, _response) = match tokio_tungstenite::client_async(request, stream).await {
         Ok(ok) => ok,
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -47,7 +65,10 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Result<(), CliError> {
             let body = response.body().clone().unwrap_or_default();
             let status: Value = serde_json::from_slice(&body)
                 .unwrap_or_else(|_| serde_json::json!({"message": String::from_utf8_lossy(&body)}));
-            return Err(CliError::Client(super::client::ClientError::Api { code: response.status().as_u16(), status }));
+            return Err(CliError::Client(super::client::ClientError::Api {
+                code: response.status().as_u16(),
+                status,
+            }));
         }
         Err(e) => return Err(fail(format!("exec: websocket handshake failed: {e}"))),
     };
@@ -88,7 +109,9 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Result<(), CliError> {
             Message::Close(_) => break,
             _ => continue,
         };
-        let Some((&channel, payload)) = data.split_first() else { continue };
+        let Some((&channel, payload)) = data.split_first() else {
+            continue;
+        };
         match channel {
             1 => {
                 let _ = stdout.write_all(payload).await;
@@ -121,6 +144,8 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Result<(), CliError> {
                 }))
             }
         }
-        None => Err(fail("exec: the connection closed before the command's status arrived")),
+        None => Err(fail(
+            "exec: the connection closed before the command's status arrived",
+        )),
     }
 }

@@ -59,7 +59,9 @@ pub struct Ctx {
 
 impl Ctx {
     fn namespace(&self, ns: &NamespaceArgs) -> String {
-        ns.namespace.clone().unwrap_or_else(|| "default".to_string())
+        ns.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string())
     }
 }
 
@@ -117,9 +119,14 @@ pub async fn run(socket: std::path::PathBuf, command: Command) -> ExitCode {
 fn error_text(e: &CliError) -> String {
     match e {
         CliError::Client(ClientError::Api { status, .. }) => {
-            let message = status.get("message").and_then(Value::as_str).unwrap_or("unknown error");
+            let message = status
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
             match status.get("reason").and_then(Value::as_str) {
-                Some(reason) if !reason.is_empty() => format!("Error from server ({reason}): {message}"),
+                Some(reason) if !reason.is_empty() => {
+                    format!("Error from server ({reason}): {message}")
+                }
                 _ => format!("Error from server: {message}"),
             }
         }
@@ -165,7 +172,11 @@ async fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<(), CliError> {
             }
         }
     }
-    if failed { Err(silent_failure()) } else { Ok(()) }
+    if failed {
+        Err(silent_failure())
+    } else {
+        Ok(())
+    }
 }
 
 /// A failure already reported on stderr: exit 1 without another message.
@@ -173,15 +184,30 @@ fn silent_failure() -> CliError {
     CliError::Message(String::new())
 }
 
-async fn apply_one(ctx: &Ctx, a: &ApplyArgs, doc: &parse::Document, dry_run: bool) -> Result<String, CliError> {
+async fn apply_one(
+    ctx: &Ctx,
+    a: &ApplyArgs,
+    doc: &parse::Document,
+    dry_run: bool,
+) -> Result<String, CliError> {
     let value = &doc.value;
     let api_version = value["apiVersion"].as_str().unwrap_or("");
     let kind_name = value["kind"].as_str().unwrap_or("");
-    let kind = Kind::from_type(api_version, kind_name)
-        .map_err(|e| fail(format!("resource mapping not found for {}: {e}", doc.source)))?;
-    let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let kind = Kind::from_type(api_version, kind_name).map_err(|e| {
+        fail(format!(
+            "resource mapping not found for {}: {e}",
+            doc.source
+        ))
+    })?;
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if name.is_empty() {
-        return Err(fail(format!("error from {}: metadata.name: Required value: apply needs a name", doc.source)));
+        return Err(fail(format!(
+            "error from {}: metadata.name: Required value: apply needs a name",
+            doc.source
+        )));
     }
     let namespace = namespace_for(kind, value, a.ns.namespace.as_deref())?;
     let path = object_path(kind, &namespace, name);
@@ -206,14 +232,19 @@ async fn apply_one(ctx: &Ctx, a: &ApplyArgs, doc: &parse::Document, dry_run: boo
         .await?;
     let verb = match &existing {
         None => "created",
-        Some(old) if old.pointer("/metadata/resourceVersion") == applied.pointer("/metadata/resourceVersion") => {
+        Some(old)
+            if old.pointer("/metadata/resourceVersion")
+                == applied.pointer("/metadata/resourceVersion") =>
+        {
             "unchanged"
         }
         Some(_) => "configured",
     };
     let suffix = if dry_run { " (server dry run)" } else { "" };
     Ok(match a.output {
-        Some(OutputFormat::Json) => serde_json::to_string_pretty(&applied).expect("JSON values serialise"),
+        Some(OutputFormat::Json) => {
+            serde_json::to_string_pretty(&applied).expect("JSON values serialise")
+        }
         Some(OutputFormat::Yaml) => yaml_out::to_yaml(&applied),
         Some(OutputFormat::Name) => format!("{}/{name}", kind_label(kind)),
         _ => format!("{}/{name} {verb}{suffix}", kind_label(kind)),
@@ -223,7 +254,10 @@ async fn apply_one(ctx: &Ctx, a: &ApplyArgs, doc: &parse::Document, dry_run: boo
 /// The namespace an object from a manifest goes to: its own, else `-n`, else `default`; a
 /// manifest's namespace that contradicts `-n` is an error, as in kubectl.
 fn namespace_for(kind: Kind, value: &Value, flag: Option<&str>) -> Result<String, CliError> {
-    let own = value.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let own = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
     if !kind.info().namespaced {
         return Ok(String::new());
     }
@@ -255,7 +289,11 @@ fn read_manifests(files: &[String], recursive: bool) -> Result<Vec<parse::Docume
 async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
     let targets = parse_targets(&a.args)?;
     let namespace = ctx.namespace(&a.ns);
-    let ns_filter = if a.all_namespaces { None } else { Some(namespace.as_str()) };
+    let ns_filter = if a.all_namespaces {
+        None
+    } else {
+        Some(namespace.as_str())
+    };
     let now = Utc::now();
     let mut query = Vec::new();
     if let Some(sel) = &a.selector {
@@ -264,7 +302,11 @@ async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
     if let Some(sel) = &a.field_selector {
         query.push(format!("fieldSelector={}", encode(sel)));
     }
-    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
 
     match targets {
         Targets::Collections(kinds) => {
@@ -276,7 +318,11 @@ async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
                 let path = format!("{}{query}", collection_path(*kind, ns_filter));
                 let list = ctx.client.get(&path).await?;
                 let items = list["items"].as_array().cloned().unwrap_or_default();
-                let rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+                let rv = list
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 last_list = Some((*kind, rv));
                 match a.output {
                     Some(OutputFormat::Json) | Some(OutputFormat::Yaml) => {
@@ -311,9 +357,14 @@ async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
             if a.watch {
                 let (kind, rv) = last_list.expect("at least one kind");
                 if several {
-                    return Err(fail("you may only specify a single resource type with --watch"));
+                    return Err(fail(
+                        "you may only specify a single resource type with --watch",
+                    ));
                 }
-                let mut path = format!("{}?watch=true&resourceVersion={rv}", collection_path(kind, ns_filter));
+                let mut path = format!(
+                    "{}?watch=true&resourceVersion={rv}",
+                    collection_path(kind, ns_filter)
+                );
                 if let Some(sel) = &a.selector {
                     path.push_str(&format!("&labelSelector={}", encode(sel)));
                 }
@@ -339,7 +390,8 @@ async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
                         let (kind, o) = objects.remove(0);
                         print_document(&with_type(kind, o), a.output);
                     } else if !objects.is_empty() {
-                        let items: Vec<Value> = objects.into_iter().map(|(k, o)| with_type(k, o)).collect();
+                        let items: Vec<Value> =
+                            objects.into_iter().map(|(k, o)| with_type(k, o)).collect();
                         print_document(
                             &json!({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}),
                             a.output,
@@ -398,18 +450,37 @@ fn with_type(kind: Kind, mut object: Value) -> Value {
 fn print_document(value: &Value, format: Option<OutputFormat>) {
     match format {
         Some(OutputFormat::Yaml) => print!("{}", yaml_out::to_yaml(value)),
-        _ => println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise")),
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON values serialise")
+        ),
     }
 }
 
-fn print_objects(kind: Kind, items: &[Value], a: &GetArgs, qualify: bool, now: chrono::DateTime<Utc>) {
+fn print_objects(
+    kind: Kind,
+    items: &[Value],
+    a: &GetArgs,
+    qualify: bool,
+    now: chrono::DateTime<Utc>,
+) {
     if a.output == Some(OutputFormat::Name) {
         for o in items {
-            println!("{}/{}", kind_label(kind), table::str_at(o, "/metadata/name"));
+            println!(
+                "{}/{}",
+                kind_label(kind),
+                table::str_at(o, "/metadata/name")
+            );
         }
         return;
     }
-    let mut t = table::table(kind.info().kind, items, a.output == Some(OutputFormat::Wide), a.all_namespaces, now);
+    let mut t = table::table(
+        kind.info().kind,
+        items,
+        a.output == Some(OutputFormat::Wide),
+        a.all_namespaces,
+        now,
+    );
     if qualify {
         let name_col = usize::from(a.all_namespaces);
         for row in &mut t.rows {
@@ -425,21 +496,38 @@ fn print_objects(kind: Kind, items: &[Value], a: &GetArgs, qualify: bool, now: c
     print!("{}", t.render(!a.no_headers));
 }
 
-async fn watch_print(ctx: &Ctx, kind: Kind, path: &str, a: &GetArgs, headers: bool) -> Result<(), CliError> {
+async fn watch_print(
+    ctx: &Ctx,
+    kind: Kind,
+    path: &str,
+    a: &GetArgs,
+    headers: bool,
+) -> Result<(), CliError> {
     let mut events = std::pin::pin!(ctx.client.watch(path).await?);
     let mut first = headers;
     while let Some(event) = events.next().await {
         let event = event?;
         if event["type"] == "ERROR" {
-            return Err(fail(event.pointer("/object/message").and_then(Value::as_str).unwrap_or("watch failed").to_string()));
+            return Err(fail(
+                event
+                    .pointer("/object/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("watch failed")
+                    .to_string(),
+            ));
         }
         if event["type"] == "BOOKMARK" {
             continue;
         }
         let object = event["object"].clone();
         match a.output {
-            Some(OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&with_type(kind, object)).expect("serialises")),
-            Some(OutputFormat::Yaml) => print!("---\n{}", yaml_out::to_yaml(&with_type(kind, object))),
+            Some(OutputFormat::Json) => println!(
+                "{}",
+                serde_json::to_string_pretty(&with_type(kind, object)).expect("serialises")
+            ),
+            Some(OutputFormat::Yaml) => {
+                print!("---\n{}", yaml_out::to_yaml(&with_type(kind, object)))
+            }
             _ => {
                 let mut t = table::table(
                     kind.info().kind,
@@ -449,7 +537,11 @@ async fn watch_print(ctx: &Ctx, kind: Kind, path: &str, a: &GetArgs, headers: bo
                     Utc::now(),
                 );
                 if a.output == Some(OutputFormat::Name) {
-                    println!("{}/{}", kind_label(kind), table::str_at(&object, "/metadata/name"));
+                    println!(
+                        "{}/{}",
+                        kind_label(kind),
+                        table::str_at(&object, "/metadata/name")
+                    );
                 } else {
                     print!("{}", t.render(first && !a.no_headers));
                     t.rows.clear();
@@ -473,17 +565,34 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<(), CliError> {
             return Err(fail("cannot name objects and pass -f at the same time"));
         }
         for doc in read_manifests(&a.files, a.recursive)? {
-            let kind = Kind::from_type(doc.value["apiVersion"].as_str().unwrap_or(""), doc.value["kind"].as_str().unwrap_or(""))
-                .map_err(|e| fail(format!("resource mapping not found for {}: {e}", doc.source)))?;
+            let kind = Kind::from_type(
+                doc.value["apiVersion"].as_str().unwrap_or(""),
+                doc.value["kind"].as_str().unwrap_or(""),
+            )
+            .map_err(|e| {
+                fail(format!(
+                    "resource mapping not found for {}: {e}",
+                    doc.source
+                ))
+            })?;
             let ns = namespace_for(kind, &doc.value, a.ns.namespace.as_deref())?;
-            let name = doc.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = doc
+                .value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             targets.push((kind, ns, name));
         }
     } else if a.args.is_empty() {
-        return Err(fail("you must provide one or more resources by argument or filename"));
+        return Err(fail(
+            "you must provide one or more resources by argument or filename",
+        ));
     } else {
         match parse_targets(&a.args)? {
-            Targets::Named(named) => targets.extend(named.into_iter().map(|(k, n)| (k, namespace.clone(), n))),
+            Targets::Named(named) => {
+                targets.extend(named.into_iter().map(|(k, n)| (k, namespace.clone(), n)))
+            }
             Targets::Collections(kinds) => {
                 if !a.all && a.selector.is_none() {
                     return Err(fail("resource(s) were provided, but no name was specified"));
@@ -495,7 +604,11 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<(), CliError> {
                     }
                     let list = ctx.client.get(&path).await?;
                     for item in list["items"].as_array().into_iter().flatten() {
-                        targets.push((kind, namespace.clone(), table::str_at(item, "/metadata/name").to_string()));
+                        targets.push((
+                            kind,
+                            namespace.clone(),
+                            table::str_at(item, "/metadata/name").to_string(),
+                        ));
                     }
                 }
                 if targets.is_empty() {
@@ -519,7 +632,8 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<(), CliError> {
         "foreground" => "Foreground",
         _ => "Background",
     };
-    let mut options = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation});
+    let mut options =
+        json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation});
     if grace >= 0 {
         options["gracePeriodSeconds"] = json!(grace);
     }
@@ -527,12 +641,24 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<(), CliError> {
     let mut deleted = Vec::new();
     for (kind, ns, name) in targets {
         let path = object_path(kind, &ns, &name);
-        match ctx.client.json(Method::DELETE, &path, Some("application/json"), Some(&options)).await {
+        match ctx
+            .client
+            .json(
+                Method::DELETE,
+                &path,
+                Some("application/json"),
+                Some(&options),
+            )
+            .await
+        {
             Ok(answer) => {
                 println!("{} \"{name}\" deleted", kind_label(kind));
                 // The object being deleted, by uid: a controller may re-create one of the
                 // same name (a StatefulSet pod) before this one is gone, as kubectl knows.
-                let uid = answer.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+                let uid = answer
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 deleted.push((path, uid));
             }
             Err(e) if e.is_not_found() && a.ignore_not_found => {}
@@ -553,7 +679,12 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<(), CliError> {
 
 /// Waits until GET on `path` answers NotFound, or (given the `uid` of the object deleted)
 /// an object of another uid has taken the name.
-async fn wait_gone(ctx: &Ctx, path: &str, uid: Option<&str>, timeout: Option<Duration>) -> Result<(), CliError> {
+async fn wait_gone(
+    ctx: &Ctx,
+    path: &str,
+    uid: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<(), CliError> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     loop {
         match ctx.client.get(path).await {
@@ -567,7 +698,9 @@ async fn wait_gone(ctx: &Ctx, path: &str, uid: Option<&str>, timeout: Option<Dur
             }
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            return Err(fail(format!("timed out waiting for the deletion of {path}")));
+            return Err(fail(format!(
+                "timed out waiting for the deletion of {path}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -586,7 +719,11 @@ async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<(), CliError> {
     let containers: Vec<String> = if a.all_containers {
         pod.pointer("/spec/containers")
             .and_then(Value::as_array)
-            .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     } else {
         vec![a.container.clone().unwrap_or_default()]
@@ -608,7 +745,11 @@ async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<(), CliError> {
         if a.timestamps {
             query.push("timestamps=true".into());
         }
-        let path = format!("{}/log?{}", object_path(Kind::Pod, &namespace, &pod_name), query.join("&"));
+        let path = format!(
+            "{}/log?{}",
+            object_path(Kind::Pod, &namespace, &pod_name),
+            query.join("&")
+        );
         let mut chunks = std::pin::pin!(ctx.client.stream(&path).await?);
         let mut stdout = std::io::stdout();
         while let Some(chunk) = chunks.next().await {
@@ -622,26 +763,49 @@ async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<(), CliError> {
 
 /// The pods a `logs`/`exec` target names: `POD`, `pod/POD`, `job/NAME`, `sts/NAME` (pods
 /// sorted by name, so a StatefulSet's first pod comes first).
-async fn resolve_pods_for(ctx: &Ctx, target: &str, namespace: &str) -> Result<Vec<Value>, CliError> {
+async fn resolve_pods_for(
+    ctx: &Ctx,
+    target: &str,
+    namespace: &str,
+) -> Result<Vec<Value>, CliError> {
     let (kind, name) = match target.split_once('/') {
-        Some((k, n)) => (Kind::from_resource(k).map_err(target::TargetError::from)?, n.to_string()),
+        Some((k, n)) => (
+            Kind::from_resource(k).map_err(target::TargetError::from)?,
+            n.to_string(),
+        ),
         None => (Kind::Pod, target.to_string()),
     };
     if kind == Kind::Pod {
-        return Ok(vec![ctx.client.get(&object_path(Kind::Pod, namespace, &name)).await?]);
+        return Ok(vec![
+            ctx.client
+                .get(&object_path(Kind::Pod, namespace, &name))
+                .await?,
+        ]);
     }
     let owner = ctx.client.get(&object_path(kind, namespace, &name)).await?;
     let selector = owner
         .pointer("/spec/selector/matchLabels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .ok_or_else(|| fail(format!("{target} has no selector")))?;
     let list = ctx
         .client
-        .get(&format!("{}?labelSelector={}", collection_path(Kind::Pod, Some(namespace)), encode(&selector)))
+        .get(&format!(
+            "{}?labelSelector={}",
+            collection_path(Kind::Pod, Some(namespace)),
+            encode(&selector)
+        ))
         .await?;
     let mut pods = list["items"].as_array().cloned().unwrap_or_default();
-    pods.sort_by(|a, b| natural_key(table::str_at(a, "/metadata/name")).cmp(&natural_key(table::str_at(b, "/metadata/name"))));
+    pods.sort_by(|a, b| {
+        natural_key(table::str_at(a, "/metadata/name"))
+            .cmp(&natural_key(table::str_at(b, "/metadata/name")))
+    });
     Ok(pods)
 }
 
@@ -678,7 +842,10 @@ fn parse_wait_for(s: &str) -> Result<WaitFor, CliError> {
         if name.is_empty() {
             return Err(fail("--for: condition name is empty"));
         }
-        return Ok(WaitFor::Condition { name: name.to_string(), value: value.to_string() });
+        return Ok(WaitFor::Condition {
+            name: name.to_string(),
+            value: value.to_string(),
+        });
     }
     if let Some(rest) = s.strip_prefix("jsonpath=") {
         let (path, value) = rest
@@ -689,9 +856,14 @@ fn parse_wait_for(s: &str) -> Result<WaitFor, CliError> {
             .strip_prefix("{.")
             .and_then(|p| p.strip_suffix('}'))
             .ok_or_else(|| fail("--for: jsonpath must be written as jsonpath={.path}=value"))?;
-        return Ok(WaitFor::JsonPath { path: inner.split('.').map(str::to_string).collect(), value });
+        return Ok(WaitFor::JsonPath {
+            path: inner.split('.').map(str::to_string).collect(),
+            value,
+        });
     }
-    Err(fail(format!("unrecognized condition: {s:?} (use condition=NAME[=VALUE], delete or jsonpath={{.path}}=VALUE)")))
+    Err(fail(format!(
+        "unrecognized condition: {s:?} (use condition=NAME[=VALUE], delete or jsonpath={{.path}}=VALUE)"
+    )))
 }
 
 fn condition_met(object: &Value, wait: &WaitFor) -> bool {
@@ -702,8 +874,12 @@ fn condition_met(object: &Value, wait: &WaitFor) -> bool {
             .and_then(Value::as_array)
             .is_some_and(|cs| {
                 cs.iter().any(|c| {
-                    c["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(name))
-                        && c["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(value))
+                    c["type"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(name))
+                        && c["status"]
+                            .as_str()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(value))
                 })
             }),
         WaitFor::JsonPath { path, value } => {
@@ -724,7 +900,11 @@ fn condition_met(object: &Value, wait: &WaitFor) -> bool {
 
 /// Parses `30s`, `5m`, `1h30m`, `500ms`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
-    let bad = || fail(format!("invalid duration {s:?}: use forms like 30s, 5m, 1h"));
+    let bad = || {
+        fail(format!(
+            "invalid duration {s:?}: use forms like 30s, 5m, 1h"
+        ))
+    };
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
@@ -734,10 +914,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
         let (num, tail) = rest.split_at(digits);
         let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let seconds = match unit {
             "ms" => value / 1000.0,
@@ -794,7 +978,10 @@ async fn wait(ctx: &Ctx, a: WaitArgs) -> Result<(), CliError> {
                 Ok(_) => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(fail(format!("timed out waiting for the condition on {}", kind.info().plural.to_string() + "/" + &name)));
+                return Err(fail(format!(
+                    "timed out waiting for the condition on {}",
+                    kind.info().plural.to_string() + "/" + &name
+                )));
             }
             // The API is local and cheap; a short poll keeps this simple and prompt.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -810,20 +997,31 @@ async fn scale(ctx: &Ctx, a: ScaleArgs) -> Result<(), CliError> {
     let namespace = ctx.namespace(&a.ns);
     let (kind, name) = parse_one(&a.args)?;
     if a.replicas < 0 {
-        return Err(fail("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0"));
+        return Err(fail(
+            "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0",
+        ));
     }
     let path = format!("{}/scale", object_path(kind, &namespace, &name));
     let body = json!({"spec": {"replicas": a.replicas}});
-    ctx.client.json(Method::PATCH, &path, Some("application/merge-patch+json"), Some(&body)).await?;
+    ctx.client
+        .json(
+            Method::PATCH,
+            &path,
+            Some("application/merge-patch+json"),
+            Some(&body),
+        )
+        .await?;
     println!("{}/{name} scaled", kind_label(kind));
     Ok(())
 }
 
-
 async fn version(ctx: &Ctx) -> Result<(), CliError> {
     println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
     let server = ctx.client.get("/version").await?;
-    println!("Server Version: {}", server["gitVersion"].as_str().unwrap_or("unknown"));
+    println!(
+        "Server Version: {}",
+        server["gitVersion"].as_str().unwrap_or("unknown")
+    );
     Ok(())
 }
 
@@ -848,9 +1046,18 @@ mod tests {
         let ready = parse_wait_for("condition=Ready").unwrap();
         let pod = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
         assert!(condition_met(&pod, &ready));
-        assert!(!condition_met(&pod, &parse_wait_for("condition=Ready=false").unwrap()));
-        assert!(condition_met(&pod, &parse_wait_for("jsonpath={.status.phase}=Running").unwrap()));
-        assert!(!condition_met(&pod, &parse_wait_for("jsonpath={.status.phase}=Failed").unwrap()));
+        assert!(!condition_met(
+            &pod,
+            &parse_wait_for("condition=Ready=false").unwrap()
+        ));
+        assert!(condition_met(
+            &pod,
+            &parse_wait_for("jsonpath={.status.phase}=Running").unwrap()
+        ));
+        assert!(!condition_met(
+            &pod,
+            &parse_wait_for("jsonpath={.status.phase}=Failed").unwrap()
+        ));
         assert_eq!(parse_wait_for("delete").unwrap(), WaitFor::Delete);
         assert!(parse_wait_for("ready").is_err());
     }

@@ -37,7 +37,10 @@ impl Table {
             for (i, cell) in cells.iter().enumerate() {
                 if i + 1 < cells.len() {
                     text.push_str(cell);
-                    text.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count() + 3));
+                    text.extend(std::iter::repeat_n(
+                        ' ',
+                        widths[i] - cell.chars().count() + 3,
+                    ));
                 } else {
                     text.push_str(cell);
                 }
@@ -56,7 +59,13 @@ impl Table {
 }
 
 /// Builds the table for objects of one kind (`kind` as in the objects' `kind` field).
-pub fn table(kind: &str, objects: &[Value], wide: bool, with_namespace: bool, now: DateTime<Utc>) -> Table {
+pub fn table(
+    kind: &str,
+    objects: &[Value],
+    wide: bool,
+    with_namespace: bool,
+    now: DateTime<Utc>,
+) -> Table {
     let columns = columns(kind);
     let mut headers: Vec<String> = Vec::new();
     if with_namespace {
@@ -90,33 +99,85 @@ fn columns(kind: &str) -> Columns {
             &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
             &["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
         ),
-        "Service" => (&["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], &["SELECTOR"]),
+        "Service" => (
+            &[
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+            ],
+            &["SELECTOR"],
+        ),
         "ConfigMap" => (&["NAME", "DATA", "AGE"], &[]),
         "Secret" => (&["NAME", "TYPE", "DATA", "AGE"], &[]),
         "Namespace" => (&["NAME", "STATUS", "AGE"], &[]),
         "StatefulSet" => (&["NAME", "READY", "AGE"], &["CONTAINERS", "IMAGES"]),
         "DaemonSet" => (
-            &["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+            &[
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "NODE SELECTOR",
+                "AGE",
+            ],
             &["CONTAINERS", "IMAGES", "SELECTOR"],
         ),
         "PersistentVolumeClaim" => (
-            &["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "NODE", "USED", "AGE"],
+            &[
+                "NAME",
+                "STATUS",
+                "VOLUME",
+                "CAPACITY",
+                "ACCESS MODES",
+                "STORAGECLASS",
+                "NODE",
+                "USED",
+                "AGE",
+            ],
             &["VOLUMEMODE"],
         ),
-        "Job" => (&["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], &["CONTAINERS", "IMAGES", "SELECTOR"]),
-        "CronJob" => (
-            &["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+        "Job" => (
+            &["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
             &["CONTAINERS", "IMAGES", "SELECTOR"],
         ),
-        "Event" => (&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], &["SOURCE", "FIRST SEEN", "COUNT", "NAME"]),
+        "CronJob" => (
+            &[
+                "NAME",
+                "SCHEDULE",
+                "TIMEZONE",
+                "SUSPEND",
+                "ACTIVE",
+                "LAST SCHEDULE",
+                "AGE",
+            ],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
+        "Event" => (
+            &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            &["SOURCE", "FIRST SEEN", "COUNT", "NAME"],
+        ),
         "Node" => (
             &["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
-            &["INTERNAL-IP", "POD-CIDR", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
+            &[
+                "INTERNAL-IP",
+                "POD-CIDR",
+                "OS-IMAGE",
+                "KERNEL-VERSION",
+                "CONTAINER-RUNTIME",
+            ],
         ),
         "ControllerRevision" => (&["NAME", "CONTROLLER", "REVISION", "AGE"], &[]),
         _ => (&["NAME", "AGE"], &[]),
     };
-    Columns { headers: headers.to_vec(), wide: wide.to_vec() }
+    Columns {
+        headers: headers.to_vec(),
+        wide: wide.to_vec(),
+    }
 }
 
 fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<String>) {
@@ -140,7 +201,14 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
             let type_ = if type_.is_empty() { "ClusterIP" } else { type_ };
             let cluster_ip = or_none(str_at(o, "/spec/clusterIP"));
             (
-                vec![name, type_.to_string(), cluster_ip, "<none>".into(), service_ports(o), age],
+                vec![
+                    name,
+                    type_.to_string(),
+                    cluster_ip,
+                    "<none>".into(),
+                    service_ports(o),
+                    age,
+                ],
                 vec![map_string(o.pointer("/spec/selector"))],
             )
         }
@@ -151,17 +219,38 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
         "Secret" => {
             let type_ = str_at(o, "/type");
             let type_ = if type_.is_empty() { "Opaque" } else { type_ };
-            (vec![name, type_.to_string(), count(o.get("data")).to_string(), age], vec![])
+            (
+                vec![
+                    name,
+                    type_.to_string(),
+                    count(o.get("data")).to_string(),
+                    age,
+                ],
+                vec![],
+            )
         }
         "Namespace" => {
             let phase = str_at(o, "/status/phase");
-            (vec![name, if phase.is_empty() { "Active" } else { phase }.to_string(), age], vec![])
+            (
+                vec![
+                    name,
+                    if phase.is_empty() { "Active" } else { phase }.to_string(),
+                    age,
+                ],
+                vec![],
+            )
         }
         "StatefulSet" => {
             let ready = int_at(o, "/status/readyReplicas");
-            let desired = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let desired = o
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let (containers, images) = template_containers(o);
-            (vec![name, format!("{ready}/{desired}"), age], vec![containers, images])
+            (
+                vec![name, format!("{ready}/{desired}"), age],
+                vec![containers, images],
+            )
         }
         "DaemonSet" => {
             let (containers, images) = template_containers(o);
@@ -176,7 +265,11 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
                     map_string(o.pointer("/spec/template/spec/nodeSelector")),
                     age,
                 ],
-                vec![containers, images, selector_string(o.pointer("/spec/selector"))],
+                vec![
+                    containers,
+                    images,
+                    selector_string(o.pointer("/spec/selector")),
+                ],
             )
         }
         "PersistentVolumeClaim" => {
@@ -185,19 +278,36 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
             let modes = o
                 .pointer("/spec/accessModes")
                 .and_then(Value::as_array)
-                .map(|modes| modes.iter().filter_map(Value::as_str).map(access_mode_short).collect::<Vec<_>>().join(","))
+                .map(|modes| {
+                    modes
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(access_mode_short)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             let annotation = |key: &str| {
-                o.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or("").to_string()
+                o.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(key))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
             };
             let node = annotation("volume.kubernetes.io/selected-node");
-            let used = annotation("berth.io/used-bytes").parse::<u64>().map(human_bytes).unwrap_or_default();
+            let used = annotation("berth.io/used-bytes")
+                .parse::<u64>()
+                .map(human_bytes)
+                .unwrap_or_default();
             // A claim is a directory on its node: VOLUME shows where, unless a volume is named.
             let volume = match str_at(o, "/spec/volumeName") {
                 "" => annotation("berth.io/directory"),
                 named => named.to_string(),
             };
-            let status = if o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            let status = if o
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+            {
                 "Terminating".to_string()
             } else {
                 str_at(o, "/status/phase").to_string()
@@ -220,8 +330,18 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
         "Job" => {
             let (containers, images) = template_containers(o);
             (
-                vec![name, job_status(o), job_completions(o), job_duration(o, now), age],
-                vec![containers, images, selector_string(o.pointer("/spec/selector"))],
+                vec![
+                    name,
+                    job_status(o),
+                    job_completions(o),
+                    job_duration(o, now),
+                    age,
+                ],
+                vec![
+                    containers,
+                    images,
+                    selector_string(o.pointer("/spec/selector")),
+                ],
             )
         }
         "CronJob" => {
@@ -237,8 +357,15 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
                     name,
                     str_at(o, "/spec/schedule").to_string(),
                     or_none(str_at(o, "/spec/timeZone")),
-                    o.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false).to_string().to_lowercase(),
-                    o.pointer("/status/active").and_then(Value::as_array).map_or(0, Vec::len).to_string(),
+                    o.pointer("/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                        .to_lowercase(),
+                    o.pointer("/status/active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                        .to_string(),
                     last,
                     age,
                 ],
@@ -246,8 +373,22 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
             )
         }
         "Event" => {
-            let last = event_time(o, &["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"]);
-            let first = event_time(o, &["/firstTimestamp", "/eventTime", "/metadata/creationTimestamp"]);
+            let last = event_time(
+                o,
+                &[
+                    "/lastTimestamp",
+                    "/eventTime",
+                    "/metadata/creationTimestamp",
+                ],
+            );
+            let first = event_time(
+                o,
+                &[
+                    "/firstTimestamp",
+                    "/eventTime",
+                    "/metadata/creationTimestamp",
+                ],
+            );
             let object = format!(
                 "{}/{}",
                 str_at(o, "/involvedObject/kind").to_lowercase(),
@@ -255,7 +396,8 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
             );
             (
                 vec![
-                    last.map(|t| human_duration(now - t)).unwrap_or_else(|| "<unknown>".into()),
+                    last.map(|t| human_duration(now - t))
+                        .unwrap_or_else(|| "<unknown>".into()),
                     str_at(o, "/type").to_string(),
                     str_at(o, "/reason").to_string(),
                     object,
@@ -263,8 +405,13 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
                 ],
                 vec![
                     str_at(o, "/source/component").to_string(),
-                    first.map(|t| human_duration(now - t)).unwrap_or_else(|| "<unknown>".into()),
-                    o.get("count").and_then(Value::as_i64).unwrap_or(1).to_string(),
+                    first
+                        .map(|t| human_duration(now - t))
+                        .unwrap_or_else(|| "<unknown>".into()),
+                    o.get("count")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                        .to_string(),
                     name,
                 ],
             )
@@ -274,7 +421,13 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
                 .unwrap_or("Unknown");
             let mut status = ready.to_string();
             if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
@@ -289,7 +442,13 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
                 .unwrap_or("<none>")
                 .to_string();
             (
-                vec![name, status, roles, age, str_at(o, "/status/nodeInfo/kubeletVersion").to_string()],
+                vec![
+                    name,
+                    status,
+                    roles,
+                    age,
+                    str_at(o, "/status/nodeInfo/kubeletVersion").to_string(),
+                ],
                 vec![
                     internal_ip,
                     or_none(str_at(o, "/spec/podCIDR")),
@@ -306,11 +465,19 @@ fn row_for(kind: &str, o: &Value, now: DateTime<Utc>) -> (Vec<String>, Vec<Strin
                 .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
                 .map(|r| {
                     let kind = r["kind"].as_str().unwrap_or("").to_lowercase();
-                    let group = r["apiVersion"].as_str().unwrap_or("").split('/').next().unwrap_or("");
+                    let group = r["apiVersion"]
+                        .as_str()
+                        .unwrap_or("")
+                        .split('/')
+                        .next()
+                        .unwrap_or("");
                     format!("{kind}.{group}/{}", r["name"].as_str().unwrap_or(""))
                 })
                 .unwrap_or_else(|| "<none>".into());
-            (vec![name, controller, int_at(o, "/revision").to_string(), age], vec![])
+            (
+                vec![name, controller, int_at(o, "/revision").to_string(), age],
+                vec![],
+            )
         }
         _ => (vec![name, age], vec![]),
     }
@@ -325,8 +492,14 @@ pub struct PodSummary {
 
 /// kubectl's pod STATUS logic (pkg/printers/internalversion/printers.go, printPod).
 pub fn pod_summary(pod: &Value, now: DateTime<Utc>) -> PodSummary {
-    let total = pod.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-    let init_total = pod.pointer("/spec/initContainers").and_then(Value::as_array).map_or(0, Vec::len);
+    let total = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let init_total = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let mut reason = str_at(pod, "/status/phase").to_string();
     if !str_at(pod, "/status/reason").is_empty() {
         reason = str_at(pod, "/status/reason").to_string();
@@ -335,19 +508,28 @@ pub fn pod_summary(pod: &Value, now: DateTime<Utc>) -> PodSummary {
     let mut ready = 0usize;
     let mut last_restart: Option<DateTime<Utc>> = None;
     let note_restart = |status: &Value, last: &mut Option<DateTime<Utc>>| {
-        if let Some(t) = status.pointer("/lastState/terminated/finishedAt").and_then(Value::as_str).and_then(parse_time)
+        if let Some(t) = status
+            .pointer("/lastState/terminated/finishedAt")
+            .and_then(Value::as_str)
+            .and_then(parse_time)
         {
             *last = Some(last.map_or(t, |l| l.max(t)));
         }
     };
     let mut initializing = false;
     let empty = Vec::new();
-    let init_statuses = pod.pointer("/status/initContainerStatuses").and_then(Value::as_array).unwrap_or(&empty);
+    let init_statuses = pod
+        .pointer("/status/initContainerStatuses")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     for (i, c) in init_statuses.iter().enumerate() {
         restarts += c["restartCount"].as_i64().unwrap_or(0);
         note_restart(c, &mut last_restart);
         let terminated = c.pointer("/state/terminated");
-        let waiting_reason = c.pointer("/state/waiting/reason").and_then(Value::as_str).unwrap_or("");
+        let waiting_reason = c
+            .pointer("/state/waiting/reason")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if let Some(t) = terminated {
             if t["exitCode"].as_i64() == Some(0) {
                 continue;
@@ -371,15 +553,24 @@ pub fn pod_summary(pod: &Value, now: DateTime<Utc>) -> PodSummary {
     let initialized = pod
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Initialized" && c["status"] == "True"));
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Initialized" && c["status"] == "True")
+        });
     if !initializing || initialized {
         restarts = 0;
         let mut has_running = false;
-        let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).unwrap_or(&empty);
+        let statuses = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
         for c in statuses.iter().rev() {
             restarts += c["restartCount"].as_i64().unwrap_or(0);
             note_restart(c, &mut last_restart);
-            let waiting = c.pointer("/state/waiting/reason").and_then(Value::as_str).unwrap_or("");
+            let waiting = c
+                .pointer("/state/waiting/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !waiting.is_empty() {
                 reason = waiting.to_string();
             } else if let Some(t) = c.pointer("/state/terminated") {
@@ -400,12 +591,18 @@ pub fn pod_summary(pod: &Value, now: DateTime<Utc>) -> PodSummary {
             let pod_ready = pod
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
             reason = if pod_ready { "Running" } else { "NotReady" }.to_string();
         }
     }
     let phase = str_at(pod, "/status/phase");
-    if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+    if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
         if str_at(pod, "/status/reason") == "NodeLost" {
             reason = "Unknown".into();
         } else if phase != "Succeeded" && phase != "Failed" {
@@ -419,12 +616,18 @@ pub fn pod_summary(pod: &Value, now: DateTime<Utc>) -> PodSummary {
         Some(t) if restarts != 0 => format!("{restarts} ({} ago)", human_duration(now - t)),
         _ => restarts.to_string(),
     };
-    PodSummary { ready: format!("{ready}/{total}"), status: reason, restarts }
+    PodSummary {
+        ready: format!("{ready}/{total}"),
+        status: reason,
+        restarts,
+    }
 }
 
 fn job_status(o: &Value) -> String {
     let conditions = o.pointer("/status/conditions").and_then(Value::as_array);
-    let has = |t: &str| conditions.is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"));
+    let has = |t: &str| {
+        conditions.is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"))
+    };
     if has("Complete") {
         "Complete".into()
     } else if has("Failed") {
@@ -435,7 +638,10 @@ fn job_status(o: &Value) -> String {
         "SuccessCriteriaMet".into()
     } else if has("Suspended") {
         "Suspended".into()
-    } else if o.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+    } else if o
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
         "Terminating".into()
     } else {
         "Running".into()
@@ -447,17 +653,32 @@ fn job_completions(o: &Value) -> String {
     match o.pointer("/spec/completions").and_then(Value::as_i64) {
         Some(c) => format!("{succeeded}/{c}"),
         None => {
-            let parallelism = o.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1);
-            if parallelism > 1 { format!("{succeeded}/1 of {parallelism}") } else { format!("{succeeded}/1") }
+            let parallelism = o
+                .pointer("/spec/parallelism")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            if parallelism > 1 {
+                format!("{succeeded}/1 of {parallelism}")
+            } else {
+                format!("{succeeded}/1")
+            }
         }
     }
 }
 
 fn job_duration(o: &Value, now: DateTime<Utc>) -> String {
-    let Some(start) = o.pointer("/status/startTime").and_then(Value::as_str).and_then(parse_time) else {
+    let Some(start) = o
+        .pointer("/status/startTime")
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+    else {
         return String::new();
     };
-    let end = o.pointer("/status/completionTime").and_then(Value::as_str).and_then(parse_time).unwrap_or(now);
+    let end = o
+        .pointer("/status/completionTime")
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .unwrap_or(now);
     human_duration(end - start)
 }
 
@@ -513,7 +734,11 @@ fn node_roles(o: &Value) -> String {
         })
         .unwrap_or_default();
     roles.sort();
-    if roles.is_empty() { "<none>".into() } else { roles.join(",") }
+    if roles.is_empty() {
+        "<none>".into()
+    } else {
+        roles.join(",")
+    }
 }
 
 /// `RWO`, `ROX`, `RWX`, `RWOP`: access modes as kubectl abbreviates them.
@@ -528,7 +753,9 @@ pub fn access_mode_short(mode: &str) -> &str {
 }
 
 fn event_time(o: &Value, pointers: &[&str]) -> Option<DateTime<Utc>> {
-    pointers.iter().find_map(|p| o.pointer(p).and_then(Value::as_str).and_then(parse_time))
+    pointers
+        .iter()
+        .find_map(|p| o.pointer(p).and_then(Value::as_str).and_then(parse_time))
 }
 
 /// `a=b,c=d`, sorted by key, or `<none>`.
@@ -539,7 +766,10 @@ pub fn map_string(map: Option<&Value>) -> String {
     if map.is_empty() {
         return "<none>".into();
     }
-    let mut pairs: Vec<String> = map.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+    let mut pairs: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
     pairs.sort();
     pairs.join(",")
 }
@@ -551,15 +781,20 @@ pub fn selector_string(selector: Option<&Value>) -> String {
     };
     let mut parts = Vec::new();
     if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-        let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        let mut pairs: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
         pairs.sort();
         parts.extend(pairs);
     }
     if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
             let key = e["key"].as_str().unwrap_or("");
-            let values: Vec<&str> =
-                e["values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             parts.push(match e["operator"].as_str().unwrap_or("") {
                 "In" => format!("{key} in ({})", values.join(",")),
                 "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -569,7 +804,11 @@ pub fn selector_string(selector: Option<&Value>) -> String {
             });
         }
     }
-    if parts.is_empty() { "<none>".into() } else { parts.join(",") }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// The string at a JSON pointer, or "".
@@ -586,15 +825,27 @@ fn count(map: Option<&Value>) -> usize {
 }
 
 fn or_none(s: &str) -> String {
-    if s.is_empty() { "<none>".into() } else { s.to_string() }
+    if s.is_empty() {
+        "<none>".into()
+    } else {
+        s.to_string()
+    }
 }
 
 fn or_unknown(s: &str) -> String {
-    if s.is_empty() { "<unknown>".into() } else { s.to_string() }
+    if s.is_empty() {
+        "<unknown>".into()
+    } else {
+        s.to_string()
+    }
 }
 
 fn or_default(s: &str, default: &str) -> String {
-    if s.is_empty() { default.to_string() } else { s.to_string() }
+    if s.is_empty() {
+        default.to_string()
+    } else {
+        s.to_string()
+    }
 }
 
 fn age(o: &Value, now: DateTime<Utc>) -> String {
@@ -607,7 +858,9 @@ fn age(o: &Value, now: DateTime<Utc>) -> String {
 
 /// Parses an RFC 3339 timestamp as Kubernetes writes them.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Bytes as `ls -h`-like text with binary units: 0, 512B, 4.0Ki, 12Mi.
@@ -623,7 +876,11 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if value < 10.0 { format!("{value:.1}{}", UNITS[unit]) } else { format!("{value:.0}{}", UNITS[unit]) }
+    if value < 10.0 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
+    }
 }
 
 /// kubectl's age format (k8s.io/apimachinery/pkg/util/duration.HumanDuration).
@@ -639,24 +896,40 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     } else if minutes < 60 * 3 {
         return format!("{minutes}m");
     }
     let hours = seconds / 3600;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     } else if hours < 48 {
         return format!("{hours}h");
     } else if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     } else if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     } else if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
-        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{dy}d", hours / 24 / 365)
+        };
     }
     format!("{}y", hours / 24 / 365)
 }
@@ -693,7 +966,11 @@ mod tests {
             (9 * 365 * 86400, "9y"),
         ];
         for (secs, want) in cases {
-            assert_eq!(human_duration(chrono::Duration::seconds(secs)), want, "{secs}s");
+            assert_eq!(
+                human_duration(chrono::Duration::seconds(secs)),
+                want,
+                "{secs}s"
+            );
         }
     }
 
@@ -701,9 +978,15 @@ mod tests {
     fn table_pads_columns_with_three_spaces_and_no_trailing_blanks() {
         let t = Table {
             headers: vec!["NAME".into(), "READY".into(), "AGE".into()],
-            rows: vec![vec!["web-0".into(), "1/1".into(), "5s".into()], vec!["w".into(), "".into(), "".into()]],
+            rows: vec![
+                vec!["web-0".into(), "1/1".into(), "5s".into()],
+                vec!["w".into(), "".into(), "".into()],
+            ],
         };
-        assert_eq!(t.render(true), "NAME    READY   AGE\nweb-0   1/1     5s\nw\n");
+        assert_eq!(
+            t.render(true),
+            "NAME    READY   AGE\nweb-0   1/1     5s\nw\n"
+        );
     }
 
     fn pod(status: Value) -> Value {
@@ -757,24 +1040,35 @@ mod tests {
         ];
         for (status, want_status, want_ready, want_restarts) in cases {
             let s = pod_summary(&pod(status.clone()), now());
-            assert_eq!((s.status.as_str(), s.ready.as_str(), s.restarts.as_str()), (want_status, want_ready, want_restarts), "{status}");
+            assert_eq!(
+                (s.status.as_str(), s.ready.as_str(), s.restarts.as_str()),
+                (want_status, want_ready, want_restarts),
+                "{status}"
+            );
         }
     }
 
     #[test]
     fn a_pod_being_deleted_is_terminating() {
-        let mut p = pod(json!({"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}],
-            "containerStatuses": [{"ready": true, "restartCount": 0, "state": {"running": {}}}]}));
+        let mut p = pod(
+            json!({"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}],
+            "containerStatuses": [{"ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+        );
         p["metadata"]["deletionTimestamp"] = json!("2026-01-01T12:00:30Z");
         assert_eq!(pod_summary(&p, now()).status, "Terminating");
     }
 
     #[test]
     fn pods_table_has_kubectl_columns_and_wide_extras() {
-        let p = pod(json!({"phase": "Running", "podIP": "10.244.0.5", "conditions": [{"type": "Initialized", "status": "True"}],
-            "containerStatuses": [{"ready": true, "restartCount": 0, "state": {"running": {}}}]}));
+        let p = pod(
+            json!({"phase": "Running", "podIP": "10.244.0.5", "conditions": [{"type": "Initialized", "status": "True"}],
+            "containerStatuses": [{"ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+        );
         let text = table("Pod", &[p.clone()], false, false, now()).render(true);
-        assert_eq!(text, "NAME    READY   STATUS    RESTARTS   AGE\nweb-0   1/1     Running   0          60s\n");
+        assert_eq!(
+            text,
+            "NAME    READY   STATUS    RESTARTS   AGE\nweb-0   1/1     Running   0          60s\n"
+        );
         let wide = table("Pod", &[p], true, true, now()).render(true);
         assert!(wide.starts_with("NAMESPACE   NAME    READY   STATUS    RESTARTS   AGE   IP           NODE     NOMINATED NODE   READINESS GATES\n"), "{wide}");
     }
@@ -806,7 +1100,14 @@ mod tests {
         let pending = json!({"metadata": {"name": "data-web-1", "creationTimestamp": "2026-01-01T11:00:00Z"},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
             "status": {"phase": "Pending"}});
-        let text = table("PersistentVolumeClaim", &[bound, pending], false, false, now()).render(true);
+        let text = table(
+            "PersistentVolumeClaim",
+            &[bound, pending],
+            false,
+            false,
+            now(),
+        )
+        .render(true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -816,7 +1117,10 @@ mod tests {
             lines[1],
             "data-web-0   Bound     /var/lib/berth/volumes/claims/data-web-0   1Gi        RWO                           n1     5.0Mi   60m"
         );
-        assert_eq!(lines[2], "data-web-1   Pending                                                         RWO                                          60m");
+        assert_eq!(
+            lines[2],
+            "data-web-1   Pending                                                         RWO                                          60m"
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub enum Targets {
 pub enum TargetError {
     #[error(transparent)]
     Kind(#[from] KindError),
-    #[error("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'berth get resource/<resource_name>' instead of 'berth get resource resource/<resource_name>')")]
+    #[error(
+        "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'berth get resource/<resource_name>' instead of 'berth get resource resource/<resource_name>')"
+    )]
     Mixed,
     #[error("arguments in resource/name form must have a single resource and name")]
     BadSlash,
@@ -46,7 +48,11 @@ pub fn parse_targets(args: &[String]) -> Result<Targets, TargetError> {
     if args[1..].iter().any(|a| a.contains('/')) {
         return Err(TargetError::Mixed);
     }
-    let kinds = first.split(',').filter(|k| !k.is_empty()).map(Kind::from_resource).collect::<Result<Vec<_>, _>>()?;
+    let kinds = first
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(Kind::from_resource)
+        .collect::<Result<Vec<_>, _>>()?;
     if kinds.is_empty() {
         return Err(TargetError::Empty);
     }
@@ -56,7 +62,9 @@ pub fn parse_targets(args: &[String]) -> Result<Targets, TargetError> {
     if kinds.len() > 1 {
         return Err(TargetError::NamesWithSeveralKinds(first.clone()));
     }
-    Ok(Targets::Named(args[1..].iter().map(|n| (kinds[0], n.clone())).collect()))
+    Ok(Targets::Named(
+        args[1..].iter().map(|n| (kinds[0], n.clone())).collect(),
+    ))
 }
 
 /// Parses one `KIND/NAME` (or `KIND NAME` given as two arguments).
@@ -96,7 +104,11 @@ pub fn object_path(kind: Kind, namespace: &str, name: &str) -> String {
 pub fn kind_label(kind: Kind) -> String {
     let info = kind.info();
     let lower = info.kind.to_ascii_lowercase();
-    if info.group.is_empty() { lower } else { format!("{lower}.{}", info.group) }
+    if info.group.is_empty() {
+        lower
+    } else {
+        format!("{lower}.{}", info.group)
+    }
 }
 
 /// Percent-encodes a query value (labelSelector and friends carry `=`, `,`, `!`, spaces).
@@ -122,32 +134,62 @@ mod tests {
 
     #[test]
     fn kubectl_argument_forms_parse() {
-        assert_eq!(parse_targets(&args("po")).unwrap(), Targets::Collections(vec![Kind::Pod]));
+        assert_eq!(
+            parse_targets(&args("po")).unwrap(),
+            Targets::Collections(vec![Kind::Pod])
+        );
         assert_eq!(
             parse_targets(&args("po,svc")).unwrap(),
             Targets::Collections(vec![Kind::Pod, Kind::Service])
         );
         assert_eq!(
             parse_targets(&args("sts web db")).unwrap(),
-            Targets::Named(vec![(Kind::StatefulSet, "web".into()), (Kind::StatefulSet, "db".into())])
+            Targets::Named(vec![
+                (Kind::StatefulSet, "web".into()),
+                (Kind::StatefulSet, "db".into())
+            ])
         );
         assert_eq!(
             parse_targets(&args("pod/a statefulsets.apps/b")).unwrap(),
-            Targets::Named(vec![(Kind::Pod, "a".into()), (Kind::StatefulSet, "b".into())])
+            Targets::Named(vec![
+                (Kind::Pod, "a".into()),
+                (Kind::StatefulSet, "b".into())
+            ])
         );
-        assert!(matches!(parse_targets(&args("pod pod/a")), Err(TargetError::Mixed)));
-        assert!(matches!(parse_targets(&args("po,svc a")), Err(TargetError::NamesWithSeveralKinds(_))));
-        assert!(matches!(parse_targets(&args("frobs")), Err(TargetError::Kind(_))));
-        assert!(matches!(parse_targets(&args("pod/")), Err(TargetError::BadSlash)));
+        assert!(matches!(
+            parse_targets(&args("pod pod/a")),
+            Err(TargetError::Mixed)
+        ));
+        assert!(matches!(
+            parse_targets(&args("po,svc a")),
+            Err(TargetError::NamesWithSeveralKinds(_))
+        ));
+        assert!(matches!(
+            parse_targets(&args("frobs")),
+            Err(TargetError::Kind(_))
+        ));
+        assert!(matches!(
+            parse_targets(&args("pod/")),
+            Err(TargetError::BadSlash)
+        ));
     }
 
     #[test]
     fn paths_follow_the_api_layout() {
-        assert_eq!(collection_path(Kind::Pod, Some("db")), "/api/v1/namespaces/db/pods");
+        assert_eq!(
+            collection_path(Kind::Pod, Some("db")),
+            "/api/v1/namespaces/db/pods"
+        );
         assert_eq!(collection_path(Kind::Pod, None), "/api/v1/pods");
         assert_eq!(collection_path(Kind::Node, Some("db")), "/api/v1/nodes");
-        assert_eq!(object_path(Kind::StatefulSet, "db", "pg"), "/apis/apps/v1/namespaces/db/statefulsets/pg");
-        assert_eq!(object_path(Kind::Namespace, "ignored", "db"), "/api/v1/namespaces/db");
+        assert_eq!(
+            object_path(Kind::StatefulSet, "db", "pg"),
+            "/apis/apps/v1/namespaces/db/statefulsets/pg"
+        );
+        assert_eq!(
+            object_path(Kind::Namespace, "ignored", "db"),
+            "/api/v1/namespaces/db"
+        );
         assert_eq!(kind_label(Kind::StatefulSet), "statefulset.apps");
         assert_eq!(encode("app in (a,b)"), "app%20in%20%28a%2Cb%29");
     }

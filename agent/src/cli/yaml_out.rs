@@ -97,7 +97,10 @@ fn scalar_text(value: &Value, indent: usize) -> String {
 }
 
 fn string_text(s: &str, indent: usize) -> String {
-    if s.contains('\n') && !s.chars().any(|c| c.is_control() && c != '\n') && !s.lines().any(|l| l.ends_with(' ')) {
+    if s.contains('\n')
+        && !s.chars().any(|c| c.is_control() && c != '\n')
+        && !s.lines().any(|l| l.ends_with(' '))
+    {
         // A literal block, as go-yaml writes multi-line strings.
         let chomp = if s.ends_with("\n\n") {
             "+"
@@ -142,8 +145,10 @@ fn needs_quotes(s: &str) -> bool {
         return true;
     }
     let lower = s.to_ascii_lowercase();
-    const SPECIAL_WORDS: &[&str] =
-        &["true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ".nan", ".inf", "-.inf", "+.inf"];
+    const SPECIAL_WORDS: &[&str] = &[
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ".nan", ".inf", "-.inf",
+        "+.inf",
+    ];
     if SPECIAL_WORDS.contains(&lower.as_str()) {
         return true;
     }
@@ -169,7 +174,9 @@ fn looks_numeric(s: &str) -> bool {
     if t.is_empty() {
         return false;
     }
-    let digits = |body: &str, radix: u32| !body.is_empty() && body.chars().all(|c| c == '_' || c.is_digit(radix));
+    let digits = |body: &str, radix: u32| {
+        !body.is_empty() && body.chars().all(|c| c == '_' || c.is_digit(radix))
+    };
     if let Some(hex) = t.strip_prefix("0x") {
         return digits(hex, 16);
     }
@@ -179,7 +186,10 @@ fn looks_numeric(s: &str) -> bool {
     if let Some(oct) = t.strip_prefix("0o") {
         return digits(oct, 8);
     }
-    digits(t, 10) || t.replace('_', "").parse::<f64>().is_ok_and(|_| t.chars().any(|c| c.is_ascii_digit()))
+    digits(t, 10)
+        || t.replace('_', "")
+            .parse::<f64>()
+            .is_ok_and(|_| t.chars().any(|c| c.is_ascii_digit()))
 }
 
 /// Would YAML read this plain scalar as a timestamp (`2026-01-01`, `2026-01-01T00:00:00Z`)?
@@ -257,7 +267,10 @@ status: {}
     #[test]
     fn multi_line_strings_are_literal_blocks() {
         let v = json!({"data": {"index.html": "<h1>hi</h1>\nline 2\n"}});
-        assert_eq!(to_yaml(&v), "data:\n  index.html: |\n    <h1>hi</h1>\n    line 2\n");
+        assert_eq!(
+            to_yaml(&v),
+            "data:\n  index.html: |\n    <h1>hi</h1>\n    line 2\n"
+        );
         let v = json!({"s": "a\nb"});
         assert_eq!(to_yaml(&v), "s: |-\n  a\n  b\n");
     }

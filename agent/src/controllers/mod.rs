@@ -56,16 +56,26 @@ pub async fn create_object(state: &State, object: Value) -> Result<Arc<Value>, W
     let uid = uuid::Uuid::new_v4().to_string();
     let context = CreateContext {
         uid: uid.clone(),
-        now: k8s_openapi::jiff::Timestamp::from_second(now.unix_seconds()).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        now: k8s_openapi::jiff::Timestamp::from_second(now.unix_seconds())
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
         random: rand::random(),
     };
     let admitted = admit_create(&object, &context)?;
-    let applied = state.propose(Command::create(admitted.object.to_value(), uid, now)).await?;
-    Ok(applied.outcome.object().cloned().unwrap_or_else(|| Arc::new(Value::Null)))
+    let applied = state
+        .propose(Command::create(admitted.object.to_value(), uid, now))
+        .await?;
+    Ok(applied
+        .outcome
+        .object()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(Value::Null)))
 }
 
 /// Starts every controller; they stop when `shutdown` turns true.
-pub fn start_all(ctx: Context, shutdown: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn start_all(
+    ctx: Context,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     start_all_with(ctx, node_lifecycle::Settings::default(), shutdown)
 }
 
@@ -82,7 +92,11 @@ pub fn start_all_with(
         tokio::spawn(statefulset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(daemonset::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(node_lifecycle::run_with(ctx.clone(), node_monitor, shutdown.clone())),
+        tokio::spawn(node_lifecycle::run_with(
+            ctx.clone(),
+            node_monitor,
+            shutdown.clone(),
+        )),
         tokio::spawn(cronjob::run(ctx, shutdown)),
     ]
 }

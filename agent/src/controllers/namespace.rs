@@ -30,12 +30,23 @@ async fn reconcile(ctx: &Context) -> Result<(), crate::state::ProposeError> {
     let (namespaces, _) = ctx.state.list("Namespace", None);
     let now = Timestamp::now();
     for ns in namespaces.iter() {
-        let name = ns.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        let deleting = ns.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        let name = ns
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let deleting = ns
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
         let finalizers: Vec<String> = ns
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let has_finalizer = finalizers.iter().any(|f| f == FINALIZER);
         if !deleting {
@@ -49,13 +60,25 @@ async fn reconcile(ctx: &Context) -> Result<(), crate::state::ProposeError> {
             }
             if !phase_ok {
                 let key = ObjectKey::new("Namespace", "", &name);
-                ctx.state.propose(Command::UpdateStatus { key, status: json!({"phase": "Active"}), precondition_resource_version: None }).await?;
+                ctx.state
+                    .propose(Command::UpdateStatus {
+                        key,
+                        status: json!({"phase": "Active"}),
+                        precondition_resource_version: None,
+                    })
+                    .await?;
             }
             continue;
         }
         if ns.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating") {
             let key = ObjectKey::new("Namespace", "", &name);
-            ctx.state.propose(Command::UpdateStatus { key, status: json!({"phase": "Terminating"}), precondition_resource_version: None }).await?;
+            ctx.state
+                .propose(Command::UpdateStatus {
+                    key,
+                    status: json!({"phase": "Terminating"}),
+                    precondition_resource_version: None,
+                })
+                .await?;
         }
         // Delete what is left in it (pods get their graceful shutdown).
         let mut remaining = 0;
@@ -68,7 +91,10 @@ async fn reconcile(ctx: &Context) -> Result<(), crate::state::ProposeError> {
             for o in objects.iter() {
                 remaining += 1;
                 if o.pointer("/metadata/deletionTimestamp").is_none() {
-                    let obj_name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                    let obj_name = o
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     deletes.push(Command::Delete {
                         key: ObjectKey::new(kind.name(), &name, obj_name),
                         precondition_uid: None,

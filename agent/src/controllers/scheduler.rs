@@ -33,11 +33,16 @@ fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
 }
 
 fn bound_node(pod: &Value) -> Option<&str> {
-    pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+    pod.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
 }
 
 fn terminal(pod: &Value) -> bool {
-    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// One pass: every pending pod, oldest first.
@@ -50,15 +55,30 @@ pub async fn schedule_pending(ctx: &Context) {
     if pending.is_empty() {
         return;
     }
-    pending.sort_by_key(|p| p.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string());
+    pending.sort_by_key(|p| {
+        p.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    });
     let (nodes, _) = ctx.state.list("Node", None);
-    let nodes: Vec<NodeInfo> = nodes.iter().filter_map(|n| decode::<Node>(n)).map(|n| NodeInfo::from_node(&n)).collect();
-    let mut placed: Vec<Pod> = pods.iter().filter(|p| bound_node(p).is_some() && !terminal(p)).filter_map(|p| decode(p)).collect();
+    let nodes: Vec<NodeInfo> = nodes
+        .iter()
+        .filter_map(|n| decode::<Node>(n))
+        .map(|n| NodeInfo::from_node(&n))
+        .collect();
+    let mut placed: Vec<Pod> = pods
+        .iter()
+        .filter(|p| bound_node(p).is_some() && !terminal(p))
+        .filter_map(|p| decode(p))
+        .collect();
     let (pvcs, _) = ctx.state.list("PersistentVolumeClaim", None);
     let mut claims = placement::claims_from(&pvcs);
 
     for stored in pending {
-        let Some(pod) = decode::<Pod>(stored) else { continue };
+        let Some(pod) = decode::<Pod>(stored) else {
+            continue;
+        };
         let now = Timestamp::now();
         match placement::place(&pod, &nodes, &placed, &claims) {
             Ok(node) => {
@@ -70,20 +90,35 @@ pub async fn schedule_pending(ctx: &Context) {
                     status["phase"] = json!("Pending");
                 }
                 let key = ObjectKey::of(stored).expect("stored objects have keys");
-                let rv = stored.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok());
+                let rv = stored
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.parse().ok());
                 let mut commands = vec![
-                    Command::Update { object: bound.clone(), precondition_resource_version: rv, now },
-                    Command::UpdateStatus { key, status, precondition_resource_version: None },
+                    Command::Update {
+                        object: bound.clone(),
+                        precondition_resource_version: rv,
+                        now,
+                    },
+                    Command::UpdateStatus {
+                        key,
+                        status,
+                        precondition_resource_version: None,
+                    },
                 ];
                 // Claims used for the first time are pinned to this node.
                 let ns = pod.metadata.namespace.clone().unwrap_or_default();
                 for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-                    let Some(pvc) = &v.persistent_volume_claim else { continue };
+                    let Some(pvc) = &v.persistent_volume_claim else {
+                        continue;
+                    };
                     let claim_key = format!("{ns}/{}", pvc.claim_name);
                     if claims.node_of.contains_key(&claim_key) {
                         continue;
                     }
-                    if let Some(stored_pvc) = ctx.state.get("PersistentVolumeClaim", &ns, &pvc.claim_name) {
+                    if let Some(stored_pvc) =
+                        ctx.state.get("PersistentVolumeClaim", &ns, &pvc.claim_name)
+                    {
                         let mut pinned = (*stored_pvc).clone();
                         pinned["metadata"]["annotations"][SELECTED_NODE] = json!(node);
                         commands.push(Command::update(pinned, now));
@@ -104,14 +139,22 @@ pub async fn schedule_pending(ctx: &Context) {
                             placed.push(p);
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "binding a pod failed; retrying on the next change"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "binding a pod failed; retrying on the next change")
+                    }
                 }
             }
             Err(unschedulable) => {
                 let already = stored
                     .pointer("/status/conditions")
                     .and_then(Value::as_array)
-                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "False" && c["message"] == unschedulable.message.as_str()));
+                    .is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c["type"] == "PodScheduled"
+                                && c["status"] == "False"
+                                && c["message"] == unschedulable.message.as_str()
+                        })
+                    });
                 if already {
                     continue;
                 }
@@ -119,7 +162,16 @@ pub async fn schedule_pending(ctx: &Context) {
                 status["phase"] = json!("Pending");
                 set_scheduled(&mut status, false, Some(&unschedulable.message), now);
                 let key = ObjectKey::of(stored).expect("stored objects have keys");
-                if ctx.state.propose(Command::UpdateStatus { key, status, precondition_resource_version: None }).await.is_ok() {
+                if ctx
+                    .state
+                    .propose(Command::UpdateStatus {
+                        key,
+                        status,
+                        precondition_resource_version: None,
+                    })
+                    .await
+                    .is_ok()
+                {
                     ctx.events.record(
                         InvolvedObject::of(stored),
                         EventType::Warning,
@@ -134,7 +186,11 @@ pub async fn schedule_pending(ctx: &Context) {
 }
 
 fn set_scheduled(status: &mut Value, ok: bool, message: Option<&str>, now: Timestamp) {
-    let mut conditions: Vec<Value> = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut conditions: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     conditions.retain(|c| c["type"] != "PodScheduled");
     let mut c = json!({"type": "PodScheduled", "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": now.to_rfc3339()});
     if let Some(m) = message {

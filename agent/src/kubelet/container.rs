@@ -15,10 +15,18 @@ use crate::objects::quantity;
 /// A container that cannot be configured: `CreateContainerConfigError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("container has runAsNonRoot and image will run as root (pod: {pod:?}, container: {container})")]
+    #[error(
+        "container has runAsNonRoot and image will run as root (pod: {pod:?}, container: {container})"
+    )]
     RunsAsRoot { pod: String, container: String },
-    #[error("container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod:?}, container: {container})")]
-    NonNumericUser { pod: String, container: String, user: String },
+    #[error(
+        "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod:?}, container: {container})"
+    )]
+    NonNumericUser {
+        pod: String,
+        container: String,
+        user: String,
+    },
     #[error("volumeMount {0:?} names no volume of the pod")]
     NoVolume(String),
     #[error("{field}: invalid quantity {value:?}")]
@@ -35,24 +43,48 @@ pub fn container_config(
 ) -> Result<ContainerConfig, ConfigError> {
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = container.security_context.as_ref();
-    let run_as_user = sc.and_then(|s| s.run_as_user).or_else(|| pod_sc.and_then(|s| s.run_as_user));
-    let run_as_group = sc.and_then(|s| s.run_as_group).or_else(|| pod_sc.and_then(|s| s.run_as_group));
-    let non_root = sc.and_then(|s| s.run_as_non_root).or_else(|| pod_sc.and_then(|s| s.run_as_non_root)) == Some(true);
+    let run_as_user = sc
+        .and_then(|s| s.run_as_user)
+        .or_else(|| pod_sc.and_then(|s| s.run_as_user));
+    let run_as_group = sc
+        .and_then(|s| s.run_as_group)
+        .or_else(|| pod_sc.and_then(|s| s.run_as_group));
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| pod_sc.and_then(|s| s.run_as_non_root))
+        == Some(true);
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     if non_root {
         match run_as_user {
-            Some(0) => return Err(ConfigError::RunsAsRoot { pod: pod_name, container: container.name.clone() }),
+            Some(0) => {
+                return Err(ConfigError::RunsAsRoot {
+                    pod: pod_name,
+                    container: container.name.clone(),
+                });
+            }
             Some(_) => {}
             None => {
                 let user = image_user.unwrap_or("").split(':').next().unwrap_or("");
                 match user.parse::<u32>() {
-                    Ok(0) => return Err(ConfigError::RunsAsRoot { pod: pod_name, container: container.name.clone() }),
+                    Ok(0) => {
+                        return Err(ConfigError::RunsAsRoot {
+                            pod: pod_name,
+                            container: container.name.clone(),
+                        });
+                    }
                     Ok(_) => {}
                     Err(_) if user.is_empty() || user == "root" => {
-                        return Err(ConfigError::RunsAsRoot { pod: pod_name, container: container.name.clone() });
+                        return Err(ConfigError::RunsAsRoot {
+                            pod: pod_name,
+                            container: container.name.clone(),
+                        });
                     }
                     Err(_) => {
-                        return Err(ConfigError::NonNumericUser { pod: pod_name, container: container.name.clone(), user: user.to_string() });
+                        return Err(ConfigError::NonNumericUser {
+                            pod: pod_name,
+                            container: container.name.clone(),
+                            user: user.to_string(),
+                        });
                     }
                 }
             }
@@ -61,24 +93,57 @@ pub fn container_config(
     let seccomp = sc
         .and_then(|s| s.seccomp_profile.as_ref())
         .or_else(|| pod_sc.and_then(|s| s.seccomp_profile.as_ref()))
-        .map(|p| if p.type_ == "Unconfined" { SeccompProfile::Unconfined } else { SeccompProfile::RuntimeDefault })
+        .map(|p| {
+            if p.type_ == "Unconfined" {
+                SeccompProfile::Unconfined
+            } else {
+                SeccompProfile::RuntimeDefault
+            }
+        })
         .unwrap_or_default();
     let caps = sc.and_then(|s| s.capabilities.as_ref());
     let security = SecurityContext {
         run_as_user: run_as_user.map(|u| u as u32),
         run_as_group: run_as_group.map(|g| g as u32),
-        supplemental_groups: pod_sc.and_then(|s| s.supplemental_groups.clone()).unwrap_or_default().into_iter().map(|g| g as u32).collect(),
+        supplemental_groups: pod_sc
+            .and_then(|s| s.supplemental_groups.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g as u32)
+            .collect(),
         fs_group: pod_sc.and_then(|s| s.fs_group).map(|g| g as u32),
         privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
-        read_only_root_filesystem: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        read_only_root_filesystem: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
         allow_privilege_escalation: sc.and_then(|s| s.allow_privilege_escalation),
-        capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default().into_iter().map(cap_name).collect(),
-        capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default().into_iter().map(cap_name).collect(),
+        capabilities_add: caps
+            .and_then(|c| c.add.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(cap_name)
+            .collect(),
+        capabilities_drop: caps
+            .and_then(|c| c.drop.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(cap_name)
+            .collect(),
         seccomp,
     };
     let resources = resources(container)?;
-    let command = container.command.iter().flatten().map(|c| expand(c, &env)).collect();
-    let args = container.args.iter().flatten().map(|a| expand(a, &env)).collect();
+    let command = container
+        .command
+        .iter()
+        .flatten()
+        .map(|c| expand(c, &env))
+        .collect();
+    let args = container
+        .args
+        .iter()
+        .flatten()
+        .map(|a| expand(a, &env))
+        .collect();
     Ok(ContainerConfig {
         command,
         args,
@@ -93,22 +158,35 @@ pub fn container_config(
 /// `CAP_NET_ADMIN` from Kubernetes' `NET_ADMIN` (both spellings accepted).
 fn cap_name(c: String) -> String {
     let upper = c.to_ascii_uppercase();
-    if upper.starts_with("CAP_") || upper == "ALL" { upper } else { format!("CAP_{upper}") }
+    if upper.starts_with("CAP_") || upper == "ALL" {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
 }
 
 fn resources(container: &Container) -> Result<Resources, ConfigError> {
     let r = container.resources.as_ref();
     let get = |section: &str, name: &str| {
-        r.and_then(|r| if section == "limits" { r.limits.as_ref() } else { r.requests.as_ref() })
-            .and_then(|m| m.get(name))
-            .map(|q| q.0.clone())
+        r.and_then(|r| {
+            if section == "limits" {
+                r.limits.as_ref()
+            } else {
+                r.requests.as_ref()
+            }
+        })
+        .and_then(|m| m.get(name))
+        .map(|q| q.0.clone())
     };
     let cpu = |section: &str| -> Result<Option<u64>, ConfigError> {
         get(section, "cpu")
             .map(|v| {
                 quantity::cpu_millis(&v)
                     .map(|m| m.clamp(0, u64::MAX as i128) as u64)
-                    .map_err(|_| ConfigError::Quantity { field: format!("resources.{section}.cpu"), value: v })
+                    .map_err(|_| ConfigError::Quantity {
+                        field: format!("resources.{section}.cpu"),
+                        value: v,
+                    })
             })
             .transpose()
     };
@@ -116,7 +194,10 @@ fn resources(container: &Container) -> Result<Resources, ConfigError> {
         .map(|v| {
             quantity::bytes(&v)
                 .map(|b| b.clamp(0, u64::MAX as i128) as u64)
-                .map_err(|_| ConfigError::Quantity { field: "resources.limits.memory".into(), value: v })
+                .map_err(|_| ConfigError::Quantity {
+                    field: "resources.limits.memory".into(),
+                    value: v,
+                })
         })
         .transpose()?;
     Ok(Resources {
@@ -159,7 +240,9 @@ pub fn mounts(
 ) -> Result<Vec<VolumeMount>, ConfigError> {
     let mut out = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
-        let path = volume_paths.get(&m.name).ok_or_else(|| ConfigError::NoVolume(m.name.clone()))?;
+        let path = volume_paths
+            .get(&m.name)
+            .ok_or_else(|| ConfigError::NoVolume(m.name.clone()))?;
         let sub_path = match (&m.sub_path, &m.sub_path_expr) {
             (Some(s), _) if !s.is_empty() => Some(s.clone()),
             (_, Some(e)) if !e.is_empty() => Some(expand(e, env)),
@@ -211,10 +294,18 @@ mod tests {
         let cases = [
             (json!({"runAsNonRoot": true}), None, Some("RunsAsRoot")),
             (json!({"runAsNonRoot": true}), Some("0"), Some("RunsAsRoot")),
-            (json!({"runAsNonRoot": true}), Some("postgres"), Some("NonNumericUser")),
+            (
+                json!({"runAsNonRoot": true}),
+                Some("postgres"),
+                Some("NonNumericUser"),
+            ),
             (json!({"runAsNonRoot": true}), Some("999:999"), None),
             (json!({"runAsNonRoot": true, "runAsUser": 1000}), None, None),
-            (json!({"runAsNonRoot": true, "runAsUser": 0}), Some("999"), Some("RunsAsRoot")),
+            (
+                json!({"runAsNonRoot": true, "runAsUser": 0}),
+                Some("999"),
+                Some("RunsAsRoot"),
+            ),
             (json!({}), None, None),
         ];
         for (sc, user, want) in cases {
@@ -231,27 +322,50 @@ mod tests {
 
     #[test]
     fn command_and_args_expand_env_and_resources_convert() {
-        let (p, c) = pod(json!({}), json!({"name": "c", "image": "x", "command": ["sh", "-c"], "args": ["echo $(GREETING)"],
-            "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "250m"}}}));
-        let cfg = container_config(&p, &c, vec![("GREETING".into(), "hi".into())], None, 1 << 30).unwrap();
+        let (p, c) = pod(
+            json!({}),
+            json!({"name": "c", "image": "x", "command": ["sh", "-c"], "args": ["echo $(GREETING)"],
+            "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "250m"}}}),
+        );
+        let cfg = container_config(
+            &p,
+            &c,
+            vec![("GREETING".into(), "hi".into())],
+            None,
+            1 << 30,
+        )
+        .unwrap();
         assert_eq!(cfg.args, vec!["echo hi"]);
         assert_eq!(cfg.resources.cpu_limit_millis, Some(500));
         assert_eq!(cfg.resources.cpu_request_millis, Some(250));
         assert_eq!(cfg.resources.memory_limit_bytes, Some(64 << 20));
-        assert_eq!(cfg.oom_score_adj, Some(999), "burstable without a memory request");
+        assert_eq!(
+            cfg.oom_score_adj,
+            Some(999),
+            "burstable without a memory request"
+        );
     }
 
     #[test]
     fn mounts_resolve_volumes_and_sub_path_expr() {
-        let (_, c) = pod(json!({}), json!({"name": "c", "image": "x", "volumeMounts": [
-            {"name": "data", "mountPath": "/data", "subPathExpr": "$(POD)"},
-            {"name": "cfg", "mountPath": "/etc/app", "readOnly": true}
-        ]}));
-        let paths = BTreeMap::from([("data".to_string(), PathBuf::from("/v/data")), ("cfg".to_string(), PathBuf::from("/v/cfg"))]);
+        let (_, c) = pod(
+            json!({}),
+            json!({"name": "c", "image": "x", "volumeMounts": [
+                {"name": "data", "mountPath": "/data", "subPathExpr": "$(POD)"},
+                {"name": "cfg", "mountPath": "/etc/app", "readOnly": true}
+            ]}),
+        );
+        let paths = BTreeMap::from([
+            ("data".to_string(), PathBuf::from("/v/data")),
+            ("cfg".to_string(), PathBuf::from("/v/cfg")),
+        ]);
         let m = mounts(&c, &paths, &[("POD".into(), "web-0".into())]).unwrap();
         assert_eq!(m[0].sub_path.as_deref(), Some("web-0"));
         assert!(m[1].read_only);
         let missing = BTreeMap::new();
-        assert_eq!(mounts(&c, &missing, &[]).unwrap_err(), ConfigError::NoVolume("data".into()));
+        assert_eq!(
+            mounts(&c, &missing, &[]).unwrap_err(),
+            ConfigError::NoVolume("data".into())
+        );
     }
 }

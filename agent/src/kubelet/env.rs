@@ -17,9 +17,17 @@ pub enum EnvError {
     #[error("secret \"{0}\" not found")]
     SecretNotFound(String),
     #[error("couldn't find key {key} in ConfigMap {namespace}/{name}")]
-    ConfigMapKey { namespace: String, name: String, key: String },
+    ConfigMapKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
     #[error("couldn't find key {key} in Secret {namespace}/{name}")]
-    SecretKey { namespace: String, name: String, key: String },
+    SecretKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
     #[error("unsupported fieldPath {0:?}")]
     FieldPath(String),
     #[error("unsupported resource {0:?} in resourceFieldRef")]
@@ -38,8 +46,17 @@ pub struct PodFacts {
 }
 
 /// Builds the environment of `container` (order kept; a later name replaces an earlier one).
-pub fn environment(pod: &Pod, container: &Container, facts: &PodFacts, lookup: Lookup<'_>) -> Result<Vec<(String, String)>, EnvError> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+pub fn environment(
+    pod: &Pod,
+    container: &Container,
+    facts: &PodFacts,
+    lookup: Lookup<'_>,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut env: Vec<(String, String)> = Vec::new();
     let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
         if let Some(existing) = env.iter_mut().find(|(n, _)| *n == name) {
@@ -80,7 +97,13 @@ pub fn environment(pod: &Pod, container: &Container, facts: &PodFacts, lookup: L
                     Some(obj) => match string_map(&obj, "data").get(&r.key) {
                         Some(v) => v.clone(),
                         None if r.optional == Some(true) => continue,
-                        None => return Err(EnvError::ConfigMapKey { namespace: ns.clone(), name: r.name.clone(), key: r.key.clone() }),
+                        None => {
+                            return Err(EnvError::ConfigMapKey {
+                                namespace: ns.clone(),
+                                name: r.name.clone(),
+                                key: r.key.clone(),
+                            });
+                        }
                     },
                     None if r.optional == Some(true) => continue,
                     None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
@@ -90,7 +113,13 @@ pub fn environment(pod: &Pod, container: &Container, facts: &PodFacts, lookup: L
                     Some(obj) => match secret_map(&obj).get(&r.key) {
                         Some(v) => v.clone(),
                         None if r.optional == Some(true) => continue,
-                        None => return Err(EnvError::SecretKey { namespace: ns.clone(), name: r.name.clone(), key: r.key.clone() }),
+                        None => {
+                            return Err(EnvError::SecretKey {
+                                namespace: ns.clone(),
+                                name: r.name.clone(),
+                                key: r.key.clone(),
+                            });
+                        }
                     },
                     None if r.optional == Some(true) => continue,
                     None => return Err(EnvError::SecretNotFound(r.name.clone())),
@@ -99,9 +128,15 @@ pub fn environment(pod: &Pod, container: &Container, facts: &PodFacts, lookup: L
                 field_value(pod, facts, &f.field_path)?
             } else if let Some(r) = &from.resource_field_ref {
                 let target = r.container_name.as_deref().map_or(Some(container), |name| {
-                    pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == name))
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.containers.iter().find(|c| c.name == name))
                 });
-                resource_value(target.unwrap_or(container), &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))?
+                resource_value(
+                    target.unwrap_or(container),
+                    &r.resource,
+                    r.divisor.as_ref().map(|d| d.0.as_str()),
+                )?
             } else {
                 String::new()
             }
@@ -124,17 +159,27 @@ pub fn field_value(pod: &Pod, facts: &PodFacts, path: &str) -> Result<String, En
         "metadata.name" => meta.name.clone().unwrap_or_default(),
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| facts.node_name.clone()),
-        "spec.serviceAccountName" => pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into()),
+        "spec.nodeName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_else(|| facts.node_name.clone()),
+        "spec.serviceAccountName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into()),
         "status.podIP" | "status.podIPs" => facts.pod_ip.clone().unwrap_or_default(),
         "status.hostIP" | "status.hostIPs" => facts.host_ip.clone().unwrap_or_default(),
         "metadata.labels" => format_map(meta.labels.as_ref()),
         "metadata.annotations" => format_map(meta.annotations.as_ref()),
         other => {
             if let Some(rest) = other.strip_prefix("metadata.labels") {
-                map_entry(meta.labels.as_ref(), rest).ok_or_else(|| EnvError::FieldPath(other.into()))?
+                map_entry(meta.labels.as_ref(), rest)
+                    .ok_or_else(|| EnvError::FieldPath(other.into()))?
             } else if let Some(rest) = other.strip_prefix("metadata.annotations") {
-                map_entry(meta.annotations.as_ref(), rest).ok_or_else(|| EnvError::FieldPath(other.into()))?
+                map_entry(meta.annotations.as_ref(), rest)
+                    .ok_or_else(|| EnvError::FieldPath(other.into()))?
             } else {
                 return Err(EnvError::FieldPath(other.into()));
             }
@@ -144,29 +189,54 @@ pub fn field_value(pod: &Pod, facts: &PodFacts, path: &str) -> Result<String, En
 }
 
 fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
-    map.map(|m| m.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+    map.map(|m| {
+        m.iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+    .unwrap_or_default()
 }
 
 /// `limits.cpu`, `requests.memory`... divided by the divisor and rounded up, as kubelet does.
 /// Without a limit, the node's allocatable is not known here: the request is used, else 0.
-pub fn resource_value(container: &Container, resource: &str, divisor: Option<&str>) -> Result<String, EnvError> {
+pub fn resource_value(
+    container: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+) -> Result<String, EnvError> {
     let r = container.resources.as_ref();
-    let (section, name) = resource.split_once('.').ok_or_else(|| EnvError::Resource(resource.into()))?;
+    let (section, name) = resource
+        .split_once('.')
+        .ok_or_else(|| EnvError::Resource(resource.into()))?;
     let get = |sec: &str| {
-        r.and_then(|r| if sec == "limits" { r.limits.as_ref() } else { r.requests.as_ref() })
-            .and_then(|m| m.get(name))
-            .map(|q| q.0.clone())
+        r.and_then(|r| {
+            if sec == "limits" {
+                r.limits.as_ref()
+            } else {
+                r.requests.as_ref()
+            }
+        })
+        .and_then(|m| m.get(name))
+        .map(|q| q.0.clone())
     };
-    let raw = get(section).or_else(|| get("requests")).unwrap_or_else(|| "0".into());
+    let raw = get(section)
+        .or_else(|| get("requests"))
+        .unwrap_or_else(|| "0".into());
     match name {
         "cpu" => {
-            let millis = quantity::cpu_millis(&raw).map_err(|_| EnvError::Resource(resource.into()))?;
-            let div = quantity::cpu_millis(divisor.unwrap_or("1")).map_err(|_| EnvError::Resource(resource.into()))?.max(1);
+            let millis =
+                quantity::cpu_millis(&raw).map_err(|_| EnvError::Resource(resource.into()))?;
+            let div = quantity::cpu_millis(divisor.unwrap_or("1"))
+                .map_err(|_| EnvError::Resource(resource.into()))?
+                .max(1);
             Ok(((millis + div - 1) / div).to_string())
         }
         "memory" | "ephemeral-storage" => {
             let bytes = quantity::bytes(&raw).map_err(|_| EnvError::Resource(resource.into()))?;
-            let div = quantity::bytes(divisor.unwrap_or("1")).map_err(|_| EnvError::Resource(resource.into()))?.max(1);
+            let div = quantity::bytes(divisor.unwrap_or("1"))
+                .map_err(|_| EnvError::Resource(resource.into()))?
+                .max(1);
             Ok(((bytes + div - 1) / div).to_string())
         }
         _ => Err(EnvError::Resource(resource.into())),
@@ -176,13 +246,20 @@ pub fn resource_value(container: &Container, resource: &str, divisor: Option<&st
 fn string_map(obj: &Value, field: &str) -> BTreeMap<String, String> {
     obj.get(field)
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// A Secret's `data` (base64) decoded to strings.
 pub fn secret_map(obj: &Value) -> BTreeMap<String, String> {
-    secret_bytes(obj).into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect()
+    secret_bytes(obj)
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
 }
 
 /// A Secret's `data` (base64) decoded.
@@ -194,7 +271,10 @@ pub fn secret_bytes(obj: &Value) -> BTreeMap<String, Vec<u8>> {
             m.iter()
                 .filter_map(|(k, v)| {
                     let text = v.as_str()?;
-                    base64::engine::general_purpose::STANDARD.decode(text).ok().map(|b| (k.clone(), b))
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .ok()
+                        .map(|b| (k.clone(), b))
                 })
                 .collect()
         })
@@ -261,18 +341,22 @@ mod tests {
     #[test]
     fn env_is_built_as_kubelet_builds_it() {
         let (p, c) = pod(json!({"name": "c", "image": "x",
-            "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
-            "env": [
-                {"name": "A", "value": "1"},
-                {"name": "B", "value": "$(A)-$(CFG_MODE)-$$(A)-$(NOPE)"},
-                {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "PASSWORD"}}},
-                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                {"name": "IDX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
-                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
-                {"name": "A", "value": "2"}
-            ]}));
-        let facts = PodFacts { pod_ip: Some("10.244.0.9".into()), host_ip: None, node_name: "n1".into() };
+        "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        "env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "value": "$(A)-$(CFG_MODE)-$$(A)-$(NOPE)"},
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "PASSWORD"}}},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "IDX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "A", "value": "2"}
+        ]}));
+        let facts = PodFacts {
+            pod_ip: Some("10.244.0.9".into()),
+            host_ip: None,
+            node_name: "n1".into(),
+        };
         let env = environment(&p, &c, &facts, &lookup).unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("CFG_MODE"), Some("fast"));
@@ -282,18 +366,37 @@ mod tests {
         assert_eq!(get("IP"), Some("10.244.0.9"));
         assert_eq!(get("IDX"), Some("3"));
         assert_eq!(get("APP"), Some("web"));
-        assert_eq!(get("A"), Some("2"), "a later definition replaces an earlier one");
+        assert_eq!(
+            get("A"),
+            Some("2"),
+            "a later definition replaces an earlier one"
+        );
         assert_eq!(env.iter().filter(|(n, _)| n == "A").count(), 1);
     }
 
     #[test]
     fn missing_references_are_config_errors_unless_optional() {
         let cases = [
-            (json!({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}), Some("configmap \"nope\" not found")),
-            (json!({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}), Some("couldn't find key k in ConfigMap db/cfg")),
-            (json!({"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}), Some("secret \"nope\" not found")),
-            (json!({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": true}}}), None),
-            (json!({"name": "X", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "k", "optional": true}}}), None),
+            (
+                json!({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}),
+                Some("configmap \"nope\" not found"),
+            ),
+            (
+                json!({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}),
+                Some("couldn't find key k in ConfigMap db/cfg"),
+            ),
+            (
+                json!({"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}),
+                Some("secret \"nope\" not found"),
+            ),
+            (
+                json!({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": true}}}),
+                None,
+            ),
+            (
+                json!({"name": "X", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "k", "optional": true}}}),
+                None,
+            ),
         ];
         for (var, want) in cases {
             let (p, c) = pod(json!({"name": "c", "image": "x", "env": [var.clone()]}));
@@ -307,13 +410,18 @@ mod tests {
 
     #[test]
     fn resource_fields_divide_and_round_up() {
-        let (p, c) = pod(json!({"name": "c", "image": "x", "resources": {"limits": {"cpu": "1500m", "memory": "1Gi"}},
+        let (p, c) = pod(
+            json!({"name": "c", "image": "x", "resources": {"limits": {"cpu": "1500m", "memory": "1Gi"}},
             "env": [
                 {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
                 {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
-            ]}));
+            ]}),
+        );
         let env = environment(&p, &c, &PodFacts::default(), &lookup).unwrap();
-        assert_eq!(env, vec![("CPU".into(), "2".into()), ("MEM".into(), "1024".into())]);
+        assert_eq!(
+            env,
+            vec![("CPU".into(), "2".into()), ("MEM".into(), "1024".into())]
+        );
     }
 
     #[test]

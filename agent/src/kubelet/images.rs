@@ -290,12 +290,14 @@ impl Images {
         let rest = path.trim_start_matches("/apis/node.berth.io/v1/images");
         let store = self.store.clone();
         match (method, rest) {
-            ("GET", "" | "/") => blocking(move || {
-                store.list().map(
+            ("GET", "" | "/") => {
+                blocking(move || {
+                    store.list().map(
                     |records| json!({"items": records.iter().map(record_json).collect::<Vec<_>>()}),
                 )
-            })
-            .await,
+                })
+                .await
+            }
             ("POST", "/import") => {
                 let path = body
                     .get("path")

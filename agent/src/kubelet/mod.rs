@@ -55,7 +55,11 @@ pub mod labels {
 /// The node's pod network, as the kubelet uses it (implemented by the networking layer).
 pub trait PodNetwork: Send + Sync {
     /// Gives the pod an address in its network namespace; returns the pod IP.
-    fn attach<'a>(&'a self, pod: &'a Value, netns: &'a Path) -> BoxFuture<'a, Result<IpAddr, String>>;
+    fn attach<'a>(
+        &'a self,
+        pod: &'a Value,
+        netns: &'a Path,
+    ) -> BoxFuture<'a, Result<IpAddr, String>>;
     /// Releases the pod's network (idempotent).
     fn detach<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()>;
 }
@@ -105,15 +109,25 @@ pub struct NodeSettings {
 }
 
 impl NodeContext {
-    pub fn new(state: State, runtime: Runtime, images: Images, events: Recorder, settings: NodeSettings) -> NodeContext {
-        let host_resolv = berth_dns::forward::host_resolv_conf().map(|(_, r)| r).unwrap_or_default();
+    pub fn new(
+        state: State,
+        runtime: Runtime,
+        images: Images,
+        events: Recorder,
+        settings: NodeSettings,
+    ) -> NodeContext {
+        let host_resolv = berth_dns::forward::host_resolv_conf()
+            .map(|(_, r)| r)
+            .unwrap_or_default();
         NodeContext {
             state,
             runtime,
             images,
             events,
             node_name: settings.node_name,
-            host_name: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
+            host_name: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
             data_dir: settings.data_dir,
             run_dir: settings.run_dir,
             cluster_domain: settings.cluster_domain,
@@ -138,8 +152,17 @@ impl NodeContext {
     }
 
     /// `<data>/logs/<ns>_<pod>_<uid>/<container>/<attempt>.log`, as kubelet lays out pod logs.
-    pub fn log_path(&self, ns: &str, pod: &str, uid: &str, container: &str, attempt: u32) -> PathBuf {
-        self.pod_log_dir(ns, pod, uid).join(container).join(format!("{attempt}.log"))
+    pub fn log_path(
+        &self,
+        ns: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        attempt: u32,
+    ) -> PathBuf {
+        self.pod_log_dir(ns, pod, uid)
+            .join(container)
+            .join(format!("{attempt}.log"))
     }
 
     pub fn pod_log_dir(&self, ns: &str, pod: &str, uid: &str) -> PathBuf {
@@ -152,7 +175,11 @@ impl NodeContext {
 
     fn register_run(&self, uid: &str, container: &str, run: RunRef) {
         let mut runs = self.runs.lock().expect("not poisoned");
-        let list = runs.entry(uid.to_string()).or_default().entry(container.to_string()).or_default();
+        let list = runs
+            .entry(uid.to_string())
+            .or_default()
+            .entry(container.to_string())
+            .or_default();
         list.retain(|r| r.id != run.id);
         list.push(run);
         list.sort_by_key(|r| r.attempt);
@@ -178,7 +205,13 @@ impl NodeContext {
 
     /// The known runs of a container of a pod, oldest first.
     pub fn runs_of(&self, uid: &str, container: &str) -> Vec<RunRef> {
-        self.runs.lock().expect("not poisoned").get(uid).and_then(|c| c.get(container)).cloned().unwrap_or_default()
+        self.runs
+            .lock()
+            .expect("not poisoned")
+            .get(uid)
+            .and_then(|c| c.get(container))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Is this container run still running?
@@ -203,7 +236,10 @@ pub struct Kubelet {
 
 impl Kubelet {
     /// Adopts what the runtime still has and starts syncing pods bound to this node.
-    pub fn start(node: NodeContext, shutdown: watch::Receiver<bool>) -> Result<Arc<Kubelet>, berth_runtime::RuntimeError> {
+    pub fn start(
+        node: NodeContext,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Kubelet>, berth_runtime::RuntimeError> {
         let node = Arc::new(node);
         let mut adopted = recover(&node)?;
         let kubelet = Arc::new(Kubelet { node: node.clone() });
@@ -230,19 +266,32 @@ impl Kubelet {
 }
 
 /// Containers and sandboxes found at start, by pod uid.
-fn recover(node: &Arc<NodeContext>) -> Result<HashMap<String, Adopted>, berth_runtime::RuntimeError> {
+fn recover(
+    node: &Arc<NodeContext>,
+) -> Result<HashMap<String, Adopted>, berth_runtime::RuntimeError> {
     let mut adopted: HashMap<String, Adopted> = HashMap::new();
     for c in node.runtime.recover()? {
-        let Some(uid) = c.labels.get(labels::POD_UID).cloned().or_else(|| c.pod.as_ref().map(|p| p.as_str().to_string())) else {
+        let Some(uid) = c
+            .labels
+            .get(labels::POD_UID)
+            .cloned()
+            .or_else(|| c.pod.as_ref().map(|p| p.as_str().to_string()))
+        else {
             continue;
         };
         let name = c.labels.get(labels::CONTAINER).cloned().unwrap_or_default();
-        let attempt: u32 = c.labels.get(labels::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0);
+        let attempt: u32 = c
+            .labels
+            .get(labels::ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
         let init = c.labels.get(labels::INIT).map(String::as_str) == Some("true");
         let now = chrono::Utc::now();
         let (state, shim) = match c.state {
             RecoveredState::Running(shim) => {
-                let started_at = chrono::DateTime::parse_from_rfc3339(shim.started_at()).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or(now);
+                let started_at = chrono::DateTime::parse_from_rfc3339(shim.started_at())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or(now);
                 (RunState::Running { started_at }, Some(shim))
             }
             RecoveredState::Exited(record) => (
@@ -257,12 +306,27 @@ fn recover(node: &Arc<NodeContext>) -> Result<HashMap<String, Adopted>, berth_ru
             ),
             RecoveredState::Unknown { reason } => {
                 tracing::warn!(container = %c.id, %reason, "container state unknown after restart");
-                (RunState::Unknown { started_at: None, noticed_at: now }, None)
+                (
+                    RunState::Unknown {
+                        started_at: None,
+                        noticed_at: now,
+                    },
+                    None,
+                )
             }
         };
         let running = shim.is_some();
         if let Some(log_path) = &c.log_path {
-            node.register_run(&uid, &name, RunRef { id: c.id.clone(), attempt, running, log_path: log_path.clone() });
+            node.register_run(
+                &uid,
+                &name,
+                RunRef {
+                    id: c.id.clone(),
+                    attempt,
+                    running,
+                    log_path: log_path.clone(),
+                },
+            );
         }
         tracing::info!(container = %c.id, pod = %uid, running, "adopted a container");
         let run = ContainerRun {
@@ -274,7 +338,11 @@ fn recover(node: &Arc<NodeContext>) -> Result<HashMap<String, Adopted>, berth_ru
             image: c.labels.get(labels::IMAGE).cloned().unwrap_or_default(),
             image_id: c.labels.get(labels::IMAGE_ID).cloned().unwrap_or_default(),
         };
-        adopted.entry(uid).or_default().runs.push((run, shim, c.labels.get(labels::STOP_SIGNAL).cloned()));
+        adopted.entry(uid).or_default().runs.push((
+            run,
+            shim,
+            c.labels.get(labels::STOP_SIGNAL).cloned(),
+        ));
     }
     for uid in node.runtime.sandbox_pods() {
         adopted.entry(uid.as_str().to_string()).or_default().sandbox = true;
@@ -283,19 +351,32 @@ fn recover(node: &Arc<NodeContext>) -> Result<HashMap<String, Adopted>, berth_ru
 }
 
 /// Starts a worker for each pod bound to this node and feeds existing workers their pod.
-fn sync(node: &Arc<NodeContext>, adopted: &mut HashMap<String, Adopted>, shutdown: &watch::Receiver<bool>) {
+fn sync(
+    node: &Arc<NodeContext>,
+    adopted: &mut HashMap<String, Adopted>,
+    shutdown: &watch::Receiver<bool>,
+) {
     let (pods, _) = node.state.list("Pod", None);
     let mine: HashMap<String, Arc<Value>> = pods
         .iter()
-        .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node.node_name.as_str()))
-        .filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str).map(|uid| (uid.to_string(), p.clone())))
+        .filter(|p| {
+            p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node.node_name.as_str())
+        })
+        .filter_map(|p| {
+            p.pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(|uid| (uid.to_string(), p.clone()))
+        })
         .collect();
     let mut workers = node.workers.lock().expect("not poisoned");
     for (uid, pod) in &mine {
         match workers.get(uid) {
             Some(tx) => {
                 tx.send_if_modified(|current| {
-                    let changed = current.as_ref().map(|c| c.pointer("/metadata/resourceVersion")) != Some(pod.pointer("/metadata/resourceVersion"));
+                    let changed = current
+                        .as_ref()
+                        .map(|c| c.pointer("/metadata/resourceVersion"))
+                        != Some(pod.pointer("/metadata/resourceVersion"));
                     if changed {
                         *current = Some(pod.clone());
                     }
@@ -305,7 +386,13 @@ fn sync(node: &Arc<NodeContext>, adopted: &mut HashMap<String, Adopted>, shutdow
             None => {
                 let (tx, rx) = watch::channel(Some(pod.clone()));
                 let adopted_here = adopted.remove(uid).unwrap_or_default();
-                let worker = Worker::new(node.clone(), uid.clone(), rx, adopted_here, shutdown.clone());
+                let worker = Worker::new(
+                    node.clone(),
+                    uid.clone(),
+                    rx,
+                    adopted_here,
+                    shutdown.clone(),
+                );
                 tokio::spawn(worker.run());
                 workers.insert(uid.clone(), tx);
             }
@@ -323,7 +410,11 @@ fn sync(node: &Arc<NodeContext>, adopted: &mut HashMap<String, Adopted>, shutdow
     }
     // Containers and sandboxes of pods the state no longer knows (deleted while the agent was
     // down): removed.
-    let orphans: Vec<String> = adopted.keys().filter(|uid| !mine.contains_key(*uid)).cloned().collect();
+    let orphans: Vec<String> = adopted
+        .keys()
+        .filter(|uid| !mine.contains_key(*uid))
+        .cloned()
+        .collect();
     for uid in orphans {
         let leftovers = adopted.remove(&uid).unwrap_or_default();
         let node = node.clone();
@@ -336,7 +427,15 @@ async fn remove_orphan(node: &NodeContext, uid: &str, leftovers: Adopted) {
     tracing::info!(pod = %uid, "removing the containers of a pod that no longer exists");
     for (run, shim, _) in leftovers.runs {
         if let Some(shim) = shim {
-            let _ = node.runtime.stop_container(&shim, libc::SIGTERM, std::time::Duration::from_secs(10), None).await;
+            let _ = node
+                .runtime
+                .stop_container(
+                    &shim,
+                    libc::SIGTERM,
+                    std::time::Duration::from_secs(10),
+                    None,
+                )
+                .await;
         }
         if let Ok(id) = ContainerId::new(&run.id) {
             let _ = node.runtime.remove_container(&id, true).await;

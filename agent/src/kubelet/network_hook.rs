@@ -12,9 +12,17 @@ use crate::network::NodeNetwork;
 pub struct Hook(pub NodeNetwork);
 
 impl super::PodNetwork for Hook {
-    fn attach<'a>(&'a self, pod: &'a Value, netns: &'a Path) -> BoxFuture<'a, Result<IpAddr, String>> {
+    fn attach<'a>(
+        &'a self,
+        pod: &'a Value,
+        netns: &'a Path,
+    ) -> BoxFuture<'a, Result<IpAddr, String>> {
         Box::pin(async move {
-            self.0.attach(pod, netns).await.map(|a| a.ip).map_err(|e| super::images::error_chain(&e))
+            self.0
+                .attach(pod, netns)
+                .await
+                .map(|a| a.ip)
+                .map_err(|e| super::images::error_chain(&e))
         })
     }
 

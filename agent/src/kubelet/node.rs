@@ -56,7 +56,9 @@ fn os_image() -> String {
 }
 
 fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Kubernetes' architecture names (GOARCH).
@@ -71,14 +73,19 @@ fn arch() -> &'static str {
 
 /// The node's status as of `now`.
 pub fn node_status(host_ip: Option<&str>, now: Timestamp, old: Option<&Value>) -> Value {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let memory = format!("{}Ki", memory_bytes() / 1024);
     let capacity = json!({"cpu": cpus.to_string(), "memory": memory, "pods": "110"});
     let time = now.to_rfc3339();
     let transition = |type_: &str, status: &str| -> Value {
         old.and_then(|o| o.pointer("/status/conditions"))
             .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| c["type"] == type_ && c["status"] == status))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == type_ && c["status"] == status)
+            })
             .map(|c| c["lastTransitionTime"].clone())
             .unwrap_or_else(|| json!(time))
     };
@@ -86,7 +93,9 @@ pub fn node_status(host_ip: Option<&str>, now: Timestamp, old: Option<&Value>) -
         json!({"type": type_, "status": status, "reason": reason, "message": message,
             "lastHeartbeatTime": time, "lastTransitionTime": transition(type_, status)})
     };
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
     let mut addresses = Vec::new();
     if let Some(ip) = host_ip {
         addresses.push(json!({"type": "InternalIP", "address": ip}));
@@ -119,7 +128,12 @@ pub fn node_status(host_ip: Option<&str>, now: Timestamp, old: Option<&Value>) -
 }
 
 /// Creates this node's Node object (with its pod CIDR), or refreshes its status.
-pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>, pod_cidr: Option<&str>) -> Result<(), crate::state::ProposeError> {
+pub async fn register(
+    state: &State,
+    node_name: &str,
+    host_ip: Option<&str>,
+    pod_cidr: Option<&str>,
+) -> Result<(), crate::state::ProposeError> {
     let now = Timestamp::now();
     match state.get("Node", "", node_name) {
         None => {
@@ -139,10 +153,14 @@ pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>, pod
                 "spec": pod_cidr.map_or_else(|| json!({}), |c| json!({"podCIDR": c, "podCIDRs": [c]})),
                 "status": node_status(host_ip, now, None),
             });
-            state.propose(Command::create(node, uuid::Uuid::new_v4().to_string(), now)).await?;
+            state
+                .propose(Command::create(node, uuid::Uuid::new_v4().to_string(), now))
+                .await?;
         }
         Some(old) => {
-            if let Some(cidr) = pod_cidr.filter(|c| old.pointer("/spec/podCIDR").and_then(Value::as_str) != Some(*c)) {
+            if let Some(cidr) = pod_cidr
+                .filter(|c| old.pointer("/spec/podCIDR").and_then(Value::as_str) != Some(*c))
+            {
                 let mut updated = (*old).clone();
                 updated["spec"]["podCIDR"] = json!(cidr);
                 updated["spec"]["podCIDRs"] = json!([cidr]);
@@ -151,7 +169,11 @@ pub async fn register(state: &State, node_name: &str, host_ip: Option<&str>, pod
             let old = state.get("Node", "", node_name).unwrap_or(old);
             let status = node_status(host_ip, now, Some(&old));
             state
-                .propose(Command::UpdateStatus { key: ObjectKey::new("Node", "", node_name), status, precondition_resource_version: None })
+                .propose(Command::UpdateStatus {
+                    key: ObjectKey::new("Node", "", node_name),
+                    status,
+                    precondition_resource_version: None,
+                })
                 .await?;
         }
     }
@@ -167,7 +189,16 @@ pub async fn heartbeat(
     pod_cidr: Option<String>,
     shutdown: watch::Receiver<bool>,
 ) {
-    heartbeat_with(state, node_name, host_ip, pod_cidr, FenceSettings::default(), Fence::new(), shutdown).await
+    heartbeat_with(
+        state,
+        node_name,
+        host_ip,
+        pod_cidr,
+        FenceSettings::default(),
+        Fence::new(),
+        shutdown,
+    )
+    .await
 }
 
 /// How long a host may fail to commit its heartbeat before it fences itself.
@@ -179,7 +210,9 @@ pub struct FenceSettings {
 
 impl Default for FenceSettings {
     fn default() -> FenceSettings {
-        FenceSettings { grace: crate::controllers::node_lifecycle::Settings::default().grace }
+        FenceSettings {
+            grace: crate::controllers::node_lifecycle::Settings::default().grace,
+        }
     }
 }
 
@@ -211,7 +244,10 @@ pub fn fenced_pod(pod: &Value) -> bool {
     let stateful = pod
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r["controller"] == true && r["kind"] == "StatefulSet"));
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["controller"] == true && r["kind"] == "StatefulSet")
+        });
     let claims = pod
         .pointer("/spec/volumes")
         .and_then(Value::as_array)
@@ -234,7 +270,9 @@ impl Default for Fence {
 
 impl Fence {
     pub fn new() -> Fence {
-        Fence { tx: std::sync::Arc::new(watch::channel(false).0) }
+        Fence {
+            tx: std::sync::Arc::new(watch::channel(false).0),
+        }
     }
 
     /// Follows the fence (true while raised).
@@ -247,7 +285,8 @@ impl Fence {
     }
 
     fn set(&self, raised: bool) -> bool {
-        self.tx.send_if_modified(|v| std::mem::replace(v, raised) != raised)
+        self.tx
+            .send_if_modified(|v| std::mem::replace(v, raised) != raised)
     }
 }
 
@@ -271,7 +310,10 @@ pub async fn heartbeat_with(
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
         // A commit that hangs (no quorum) counts as failed once the next beat is due.
-        let beat = tokio::time::timeout(interval.max(Duration::from_secs(1)), register(&state, &node_name, host_ip.as_deref(), pod_cidr.as_deref()));
+        let beat = tokio::time::timeout(
+            interval.max(Duration::from_secs(1)),
+            register(&state, &node_name, host_ip.as_deref(), pod_cidr.as_deref()),
+        );
         match beat.await {
             Ok(Ok(())) => {
                 last_commit = std::time::Instant::now();
@@ -287,8 +329,21 @@ pub async fn heartbeat_with(
             let (pods, _) = state.list("Pod", None);
             let stopping: Vec<String> = pods
                 .iter()
-                .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node_name.as_str()) && fenced_pod(p))
-                .map(|p| format!("{}/{}", p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""), p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")))
+                .filter(|p| {
+                    p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node_name.as_str())
+                        && fenced_pod(p)
+                })
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p.pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or(""),
+                        p.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    )
+                })
                 .collect();
             tracing::error!(
                 node = %node_name,
@@ -307,26 +362,50 @@ mod tests {
 
     #[test]
     fn a_host_fences_before_the_grace_period_ends() {
-        let s = FenceSettings { grace: Duration::from_secs(10) };
+        let s = FenceSettings {
+            grace: Duration::from_secs(10),
+        };
         assert_eq!(s.fence_after(), Duration::from_millis(7500));
         assert_eq!(s.interval(), Duration::from_secs(2));
-        let small = FenceSettings { grace: Duration::from_secs(2) };
+        let small = FenceSettings {
+            grace: Duration::from_secs(2),
+        };
         assert_eq!(small.fence_after(), Duration::from_millis(1500));
         assert_eq!(small.interval(), Duration::from_millis(400));
-        let cases = [(Duration::from_secs(1), false), (Duration::from_millis(7500), false), (Duration::from_millis(7501), true), (Duration::from_secs(30), true)];
+        let cases = [
+            (Duration::from_secs(1), false),
+            (Duration::from_millis(7500), false),
+            (Duration::from_millis(7501), true),
+            (Duration::from_secs(30), true),
+        ];
         for (since, fenced) in cases {
             assert_eq!(should_fence(since, &s), fenced, "{since:?}");
         }
-        assert!(s.fence_after() < crate::controllers::node_lifecycle::Settings::default().grace, "the host fences before the leader may declare it lost");
+        assert!(
+            s.fence_after() < crate::controllers::node_lifecycle::Settings::default().grace,
+            "the host fences before the leader may declare it lost"
+        );
     }
 
     #[test]
     fn statefulset_pods_and_pods_with_claims_are_fenced_others_are_not() {
         let cases = [
-            (json!({"metadata": {"ownerReferences": [{"kind": "StatefulSet", "controller": true}]}}), true),
-            (json!({"metadata": {}, "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]}}), true),
-            (json!({"metadata": {"ownerReferences": [{"kind": "Job", "controller": true}]}, "spec": {"volumes": [{"name": "t", "emptyDir": {}}]}}), false),
-            (json!({"metadata": {"ownerReferences": [{"kind": "DaemonSet", "controller": true}]}}), false),
+            (
+                json!({"metadata": {"ownerReferences": [{"kind": "StatefulSet", "controller": true}]}}),
+                true,
+            ),
+            (
+                json!({"metadata": {}, "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]}}),
+                true,
+            ),
+            (
+                json!({"metadata": {"ownerReferences": [{"kind": "Job", "controller": true}]}, "spec": {"volumes": [{"name": "t", "emptyDir": {}}]}}),
+                false,
+            ),
+            (
+                json!({"metadata": {"ownerReferences": [{"kind": "DaemonSet", "controller": true}]}}),
+                false,
+            ),
         ];
         for (pod, fenced) in cases {
             assert_eq!(fenced_pod(&pod), fenced, "{pod}");
@@ -350,11 +429,37 @@ mod tests {
     fn status_keeps_transition_times_and_reports_capacity() {
         let first = node_status(Some("192.0.2.2"), Timestamp::from_unix_seconds(1_000), None);
         let old = json!({"status": first});
-        let second = node_status(Some("192.0.2.2"), Timestamp::from_unix_seconds(2_000), Some(&old));
-        let ready = |s: &Value| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
-        assert_eq!(ready(&second)["lastTransitionTime"], ready(&first)["lastTransitionTime"]);
-        assert_ne!(ready(&second)["lastHeartbeatTime"], ready(&first)["lastHeartbeatTime"]);
-        assert_eq!(second["addresses"][0], json!({"type": "InternalIP", "address": "192.0.2.2"}));
-        assert!(second["capacity"]["memory"].as_str().unwrap().ends_with("Ki"));
+        let second = node_status(
+            Some("192.0.2.2"),
+            Timestamp::from_unix_seconds(2_000),
+            Some(&old),
+        );
+        let ready = |s: &Value| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            ready(&second)["lastTransitionTime"],
+            ready(&first)["lastTransitionTime"]
+        );
+        assert_ne!(
+            ready(&second)["lastHeartbeatTime"],
+            ready(&first)["lastHeartbeatTime"]
+        );
+        assert_eq!(
+            second["addresses"][0],
+            json!({"type": "InternalIP", "address": "192.0.2.2"})
+        );
+        assert!(
+            second["capacity"]["memory"]
+                .as_str()
+                .unwrap()
+                .ends_with("Ki")
+        );
     }
 }

@@ -29,7 +29,13 @@ fn pick_container(pod: &Value, named: Option<&str>) -> Result<String, ApiError> 
     if let Some(n) = named {
         return Ok(n.to_string());
     }
-    let names: Vec<&str> = pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let names: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     match names.as_slice() {
         [one] => Ok(one.to_string()),
         _ => Err(ApiError::bad_request(format!(
@@ -52,7 +58,11 @@ fn format_line(line: &LogLine, timestamps: bool) -> Vec<u8> {
 }
 
 impl NodeIo for KubeletIo {
-    fn logs(&self, pod: Arc<Value>, options: LogOptions) -> BoxFuture<'static, Result<ByteStream, ApiError>> {
+    fn logs(
+        &self,
+        pod: Arc<Value>,
+        options: LogOptions,
+    ) -> BoxFuture<'static, Result<ByteStream, ApiError>> {
         let node = self.node.clone();
         Box::pin(async move {
             let container = pick_container(&pod, options.container.as_deref())?;
@@ -67,18 +77,25 @@ impl NodeIo for KubeletIo {
                     .into_iter()
                     .flatten()
                     .filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".log")).and_then(|a| a.parse().ok()))
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()
+                            .and_then(|n| n.strip_suffix(".log"))
+                            .and_then(|a| a.parse().ok())
+                    })
                     .collect();
                 attempts.sort();
                 runs = attempts
                     .into_iter()
                     .filter_map(|a| {
-                        berth_runtime::ContainerId::new(format!("{uid}-{container}-{a}")).ok().map(|id| super::RunRef {
-                            id,
-                            attempt: a,
-                            running: false,
-                            log_path: node.log_path(&ns, &pod_name, &uid, &container, a),
-                        })
+                        berth_runtime::ContainerId::new(format!("{uid}-{container}-{a}"))
+                            .ok()
+                            .map(|id| super::RunRef {
+                                id,
+                                attempt: a,
+                                running: false,
+                                log_path: node.log_path(&ns, &pod_name, &uid, &container, a),
+                            })
                     })
                     .collect();
             }
@@ -99,61 +116,85 @@ impl NodeIo for KubeletIo {
                 let lines = tokio::task::spawn_blocking(move || read_log(&path, tail))
                     .await
                     .map_err(|e| ApiError::internal(e.to_string()))?
-                    .map_err(|e| ApiError::internal(format!("reading {}: {e}", run.log_path.display())))?;
-                let mut body: Vec<u8> = lines.iter().flat_map(|l| format_line(l, timestamps)).collect();
+                    .map_err(|e| {
+                        ApiError::internal(format!("reading {}: {e}", run.log_path.display()))
+                    })?;
+                let mut body: Vec<u8> = lines
+                    .iter()
+                    .flat_map(|l| format_line(l, timestamps))
+                    .collect();
                 if let Some(limit) = limit {
                     body.truncate(limit as usize);
                 }
-                let stream: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(body)) }));
+                let stream: ByteStream =
+                    Box::pin(futures_util::stream::once(
+                        async move { Ok(Bytes::from(body)) },
+                    ));
                 return Ok(stream);
             }
             let mut follower = LogFollower::open(run.log_path.clone(), options.tail_lines)
-                .map_err(|e| ApiError::internal(format!("reading {}: {e}", run.log_path.display())))?;
+                .map_err(|e| {
+                    ApiError::internal(format!("reading {}: {e}", run.log_path.display()))
+                })?;
             let id = run.id.clone();
             // Follow until the container run ends and its last lines are out.
-            let stream = async_stream_follow(move |tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>| async move {
-                let mut sent: u64 = 0;
-                loop {
-                    let running = node.is_running(&uid, &id);
-                    let next = tokio::time::timeout(Duration::from_millis(500), follower.next_line()).await;
-                    match next {
-                        Ok(Ok(line)) => {
-                            let bytes = format_line(&line, timestamps);
-                            sent += bytes.len() as u64;
-                            if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
-                                return;
-                            }
-                            if limit.is_some_and(|l| sent >= l) {
-                                return;
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                        Err(_) if !running => {
-                            // Drain what is left, then end.
-                            if let Ok(rest) = follower.available() {
-                                for line in rest {
-                                    let _ = tx.send(Ok(Bytes::from(format_line(&line, timestamps)))).await;
+            let stream = async_stream_follow(
+                move |tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>| async move {
+                    let mut sent: u64 = 0;
+                    loop {
+                        let running = node.is_running(&uid, &id);
+                        let next =
+                            tokio::time::timeout(Duration::from_millis(500), follower.next_line())
+                                .await;
+                        match next {
+                            Ok(Ok(line)) => {
+                                let bytes = format_line(&line, timestamps);
+                                sent += bytes.len() as u64;
+                                if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                                    return;
+                                }
+                                if limit.is_some_and(|l| sent >= l) {
+                                    return;
                                 }
                             }
-                            return;
+                            Ok(Err(e)) => {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                            Err(_) if !running => {
+                                // Drain what is left, then end.
+                                if let Ok(rest) = follower.available() {
+                                    for line in rest {
+                                        let _ = tx
+                                            .send(Ok(Bytes::from(format_line(&line, timestamps))))
+                                            .await;
+                                    }
+                                }
+                                return;
+                            }
+                            Err(_) => {}
                         }
-                        Err(_) => {}
                     }
-                }
-            });
+                },
+            );
             Ok(stream)
         })
     }
 
-    fn exec(&self, pod: Arc<Value>, options: ExecOptions) -> BoxFuture<'static, Result<ExecSession, ApiError>> {
+    fn exec(
+        &self,
+        pod: Arc<Value>,
+        options: ExecOptions,
+    ) -> BoxFuture<'static, Result<ExecSession, ApiError>> {
         let node = self.node.clone();
         Box::pin(async move {
             let container = match options.container.clone() {
                 Some(c) => c,
-                None => pod.pointer("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("").to_string(),
+                None => pod
+                    .pointer("/spec/containers/0/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
             };
             let uid = s(&pod, "/metadata/uid").to_string();
             let run = node
@@ -161,15 +202,36 @@ impl NodeIo for KubeletIo {
                 .into_iter()
                 .rev()
                 .find(|r| r.running)
-                .ok_or_else(|| ApiError::bad_request(format!("unable to upgrade connection: container not found ({container:?})")))?;
-            let request = ExecRequest { command: options.command.clone(), env: vec![], working_dir: None, stdin: options.stdin };
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "unable to upgrade connection: container not found ({container:?})"
+                    ))
+                })?;
+            let request = ExecRequest {
+                command: options.command.clone(),
+                env: vec![],
+                working_dir: None,
+                stdin: options.stdin,
+            };
             let mut process = node
                 .runtime
                 .exec(&run.id, &request)
                 .map_err(|e| ApiError::bad_request(super::images::error_chain(&e)))?;
-            let stdin = process.child.stdin.take().map(|w| Box::pin(w) as std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>);
-            let stdout = process.child.stdout.take().map(|r| Box::pin(r) as std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>);
-            let stderr = process.child.stderr.take().map(|r| Box::pin(r) as std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>);
+            let stdin = process
+                .child
+                .stdin
+                .take()
+                .map(|w| Box::pin(w) as std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>);
+            let stdout = process
+                .child
+                .stdout
+                .take()
+                .map(|r| Box::pin(r) as std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>);
+            let stderr = process
+                .child
+                .stderr
+                .take()
+                .map(|r| Box::pin(r) as std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>);
             let exit = Box::pin(async move {
                 match process.wait().await {
                     Ok(exit) => Ok(exit.exit_code),
@@ -177,11 +239,21 @@ impl NodeIo for KubeletIo {
                     Err(e) => Err(ApiError::internal(super::images::error_chain(&e))),
                 }
             });
-            Ok(ExecSession { stdin, stdout, stderr, exit })
+            Ok(ExecSession {
+                stdin,
+                stdout,
+                stderr,
+                exit,
+            })
         })
     }
 
-    fn node_request(&self, method: &str, path: &str, body: Value) -> BoxFuture<'static, Result<Value, ApiError>> {
+    fn node_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> BoxFuture<'static, Result<Value, ApiError>> {
         let images = self.node.images.clone();
         let (method, path) = (method.to_string(), path.to_string());
         Box::pin(async move {

@@ -22,7 +22,10 @@ pub enum RunState {
     },
     /// The shim is gone without an exit record (killed, or the host rebooted): the outcome is
     /// unknown and is never taken for success.
-    Unknown { started_at: Option<DateTime<Utc>>, noticed_at: DateTime<Utc> },
+    Unknown {
+        started_at: Option<DateTime<Utc>>,
+        noticed_at: DateTime<Utc>,
+    },
 }
 
 impl RunState {
@@ -32,7 +35,14 @@ impl RunState {
 
     /// Did this run end successfully (exit 0, no signal)?
     pub fn succeeded(&self) -> bool {
-        matches!(self, RunState::Exited { exit_code: 0, signal: None, .. })
+        matches!(
+            self,
+            RunState::Exited {
+                exit_code: 0,
+                signal: None,
+                ..
+            }
+        )
     }
 
     pub fn finished_at(&self) -> Option<DateTime<Utc>> {
@@ -45,7 +55,9 @@ impl RunState {
 
     pub fn started_at(&self) -> Option<DateTime<Utc>> {
         match self {
-            RunState::Running { started_at } | RunState::Exited { started_at, .. } => Some(*started_at),
+            RunState::Running { started_at } | RunState::Exited { started_at, .. } => {
+                Some(*started_at)
+            }
             RunState::Unknown { started_at, .. } => *started_at,
         }
     }
@@ -147,12 +159,17 @@ impl Observed {
 
     /// The run before the current one (for `lastState` and `logs --previous`).
     pub fn previous(&self, name: &str) -> Option<&ContainerRun> {
-        self.runs.get(name).and_then(|runs| runs.len().checked_sub(2).map(|i| &runs[i]))
+        self.runs
+            .get(name)
+            .and_then(|runs| runs.len().checked_sub(2).map(|i| &runs[i]))
     }
 
     /// Is any container of the pod running?
     pub fn any_running(&self) -> bool {
-        self.runs.values().filter_map(|runs| runs.last()).any(|r| r.state.is_running())
+        self.runs
+            .values()
+            .filter_map(|runs| runs.last())
+            .any(|r| r.state.is_running())
     }
 }
 
@@ -162,7 +179,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_ten_seconds_to_five_minutes() {
-        let delays: Vec<i64> = (0..8).map(|count| Backoff { count }.delay().num_seconds()).collect();
+        let delays: Vec<i64> = (0..8)
+            .map(|count| Backoff { count }.delay().num_seconds())
+            .collect();
         assert_eq!(delays, vec![0, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(Backoff { count: u32::MAX }.delay(), BACKOFF_MAX);
     }

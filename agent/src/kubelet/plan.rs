@@ -26,9 +26,17 @@ pub enum Action {
     /// Create the namespaces, cgroup and volumes.
     CreateSandbox,
     /// Start a run of a container (`attempt` is its restart count).
-    StartContainer { name: String, init: bool, attempt: u32 },
+    StartContainer {
+        name: String,
+        init: bool,
+        attempt: u32,
+    },
     /// Stop a running container: preStop, stop signal, SIGKILL after `grace`.
-    KillContainer { name: String, reason: KillReason, grace: Duration },
+    KillContainer {
+        name: String,
+        reason: KillReason,
+        grace: Duration,
+    },
     /// Remove an old run's container (only the current and previous runs are kept).
     RemoveRun { id: String },
     /// Remove the sandbox and every container of the pod (logs stay).
@@ -53,12 +61,18 @@ impl Plan {
 
 /// The restart policy, defaulted.
 pub fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 /// Is the pod being deleted?
 pub fn deletion_time(pod: &Pod) -> Option<DateTime<Utc>> {
-    pod.metadata.deletion_timestamp.as_ref().and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+    pod.metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
 }
 
 /// The time `activeDeadlineSeconds` ends, counted from the pod's start on this node.
@@ -77,11 +91,17 @@ pub fn should_restart(policy: &str, state: &RunState) -> bool {
 }
 
 fn init_containers(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or(&[])
 }
 
 fn app_containers(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[])
 }
 
 /// Has the pod reached a phase it never leaves (all containers ended and none restarts)?
@@ -121,16 +141,27 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
                 None => (at - now).max(Duration::zero()),
             },
             None => Duration::seconds(
-                pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30),
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30),
             ),
         };
-        let reason = if deleting.is_some() { KillReason::PodDeleted } else { KillReason::DeadlineExceeded };
+        let reason = if deleting.is_some() {
+            KillReason::PodDeleted
+        } else {
+            KillReason::DeadlineExceeded
+        };
         let mut running = false;
         for (name, runs) in &observed.runs {
             if runs.last().is_some_and(|r| r.state.is_running()) {
                 running = true;
                 if !observed.stopping.contains(name) {
-                    plan.actions.push(Action::KillContainer { name: name.clone(), reason: reason.clone(), grace });
+                    plan.actions.push(Action::KillContainer {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                        grace,
+                    });
                 }
             }
         }
@@ -147,11 +178,21 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
     // Fenced: stop the containers (at most 5 s of grace: the cluster may consider the
     // identity movable soon after), keep the sandbox and the claims, start nothing.
     if observed.fenced {
-        let tgp = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let tgp = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         let grace = Duration::seconds(tgp.clamp(0, 5));
         for (name, runs) in &observed.runs {
-            if runs.last().is_some_and(|r| r.state.is_running()) && !observed.stopping.contains(name) {
-                plan.actions.push(Action::KillContainer { name: name.clone(), reason: KillReason::Fenced, grace });
+            if runs.last().is_some_and(|r| r.state.is_running())
+                && !observed.stopping.contains(name)
+            {
+                plan.actions.push(Action::KillContainer {
+                    name: name.clone(),
+                    reason: KillReason::Fenced,
+                    grace,
+                });
             }
         }
         return plan;
@@ -214,7 +255,9 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
             Some(run) => {
                 if should_restart(policy, &run.state) {
                     let attempt = run.attempt + 1;
-                    restart_after_backoff(&mut plan, observed, &c.name, false, attempt, &run.state, now);
+                    restart_after_backoff(
+                        &mut plan, observed, &c.name, false, attempt, &run.state, now,
+                    );
                 }
             }
         }
@@ -226,25 +269,50 @@ fn kill_for_probe(plan: &mut Plan, observed: &Observed, pod: &Pod, name: &str, m
     if observed.stopping.contains(name) {
         return;
     }
-    let grace = Duration::seconds(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30));
-    plan.actions.push(Action::KillContainer { name: name.to_string(), reason: KillReason::ProbeFailed(message), grace });
+    let grace = Duration::seconds(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30),
+    );
+    plan.actions.push(Action::KillContainer {
+        name: name.to_string(),
+        reason: KillReason::ProbeFailed(message),
+        grace,
+    });
 }
 
 /// A first start, unless an earlier attempt failed to start and its retry time is not here.
-fn start_or_wait(plan: &mut Plan, observed: &Observed, name: &str, init: bool, attempt: u32, now: DateTime<Utc>) {
+fn start_or_wait(
+    plan: &mut Plan,
+    observed: &Observed,
+    name: &str,
+    init: bool,
+    attempt: u32,
+    now: DateTime<Utc>,
+) {
     if let Some(failure) = observed.failures.get(name) {
         if now < failure.retry_at {
             plan.wake(failure.retry_at);
             return;
         }
     }
-    plan.actions.push(Action::StartContainer { name: name.to_string(), init, attempt });
+    plan.actions.push(Action::StartContainer {
+        name: name.to_string(),
+        init,
+        attempt,
+    });
 }
 
 /// The time a container that ended may start again, by its back-off.
 pub fn restart_time(observed: &Observed, name: &str, state: &RunState) -> Option<DateTime<Utc>> {
     let finished = state.finished_at()?;
-    let delay = observed.backoff.get(name).copied().unwrap_or_default().delay();
+    let delay = observed
+        .backoff
+        .get(name)
+        .copied()
+        .unwrap_or_default()
+        .delay();
     Some(finished + delay)
 }
 
@@ -303,7 +371,11 @@ mod tests {
             state: RunState::Exited {
                 exit_code: code,
                 signal: None,
-                reason: if code == 0 { "Completed".into() } else { "Error".into() },
+                reason: if code == 0 {
+                    "Completed".into()
+                } else {
+                    "Error".into()
+                },
                 started_at: t(finished - 1),
                 finished_at: t(finished),
             },
@@ -312,7 +384,11 @@ mod tests {
     }
 
     fn observed(runs: Vec<ContainerRun>) -> Observed {
-        let mut o = Observed { sandbox_ready: true, start_time: Some(t(0)), ..Observed::default() };
+        let mut o = Observed {
+            sandbox_ready: true,
+            start_time: Some(t(0)),
+            ..Observed::default()
+        };
         for r in runs {
             o.runs.entry(r.name.clone()).or_default().push(r);
         }
@@ -320,13 +396,21 @@ mod tests {
     }
 
     fn start(name: &str, init: bool, attempt: u32) -> Action {
-        Action::StartContainer { name: name.into(), init, attempt }
+        Action::StartContainer {
+            name: name.into(),
+            init,
+            attempt,
+        }
     }
 
     #[test]
     fn a_failed_sandbox_is_retried_at_its_time() {
         let p = pod(json!({}));
-        let failed = Observed { sandbox_error: Some("configmap \"c\" not found".into()), sandbox_retry_at: Some(t(5)), ..Observed::default() };
+        let failed = Observed {
+            sandbox_error: Some("configmap \"c\" not found".into()),
+            sandbox_retry_at: Some(t(5)),
+            ..Observed::default()
+        };
         let early = plan(&p, &failed, t(1));
         assert!(early.actions.is_empty());
         assert_eq!(early.wake_at, Some(t(5)));
@@ -338,19 +422,33 @@ mod tests {
         let p = pod(json!({}));
         let fresh = Observed::default();
         assert_eq!(plan(&p, &fresh, t(0)).actions, vec![Action::CreateSandbox]);
-        assert_eq!(plan(&p, &observed(vec![]), t(0)).actions, vec![start("app", false, 0)]);
+        assert_eq!(
+            plan(&p, &observed(vec![]), t(0)).actions,
+            vec![start("app", false, 0)]
+        );
     }
 
     #[test]
     fn init_containers_run_one_at_a_time_in_order_before_app_containers() {
-        let p = pod(json!({"spec": {"initContainers": [{"name": "i1", "image": "x"}, {"name": "i2", "image": "x"}]}}));
+        let p = pod(
+            json!({"spec": {"initContainers": [{"name": "i1", "image": "x"}, {"name": "i2", "image": "x"}]}}),
+        );
         let cases = vec![
             (vec![], vec![start("i1", true, 0)]),
             (vec![running("i1", 0, true)], vec![]),
-            (vec![exited("i1", 0, true, 0, 5)], vec![start("i2", true, 0)]),
-            (vec![exited("i1", 0, true, 0, 5), exited("i2", 0, true, 0, 6)], vec![start("app", false, 0)]),
+            (
+                vec![exited("i1", 0, true, 0, 5)],
+                vec![start("i2", true, 0)],
+            ),
+            (
+                vec![exited("i1", 0, true, 0, 5), exited("i2", 0, true, 0, 6)],
+                vec![start("app", false, 0)],
+            ),
             // A failed init container is restarted (policy Always) before anything else.
-            (vec![exited("i1", 0, true, 1, 5)], vec![start("i1", true, 1)]),
+            (
+                vec![exited("i1", 0, true, 1, 5)],
+                vec![start("i1", true, 1)],
+            ),
         ];
         for (runs, want) in cases {
             let o = observed(runs.clone());
@@ -360,7 +458,9 @@ mod tests {
 
     #[test]
     fn a_failed_init_container_with_restart_policy_never_fails_the_pod() {
-        let p = pod(json!({"spec": {"restartPolicy": "Never", "initContainers": [{"name": "i1", "image": "x"}]}}));
+        let p = pod(
+            json!({"spec": {"restartPolicy": "Never", "initContainers": [{"name": "i1", "image": "x"}]}}),
+        );
         let o = observed(vec![exited("i1", 0, true, 2, 5)]);
         assert!(is_finished(&p, &o));
         assert_eq!(plan(&p, &o, t(10)).actions, vec![Action::TeardownSandbox]);
@@ -379,14 +479,21 @@ mod tests {
             let p = pod(json!({"spec": {"restartPolicy": policy}}));
             let o = observed(vec![exited("app", 0, false, code, 5)]);
             let actions = plan(&p, &o, t(100)).actions;
-            assert_eq!(actions.contains(&start("app", false, 1)), restarts, "{policy} exit {code}: {actions:?}");
+            assert_eq!(
+                actions.contains(&start("app", false, 1)),
+                restarts,
+                "{policy} exit {code}: {actions:?}"
+            );
         }
     }
 
     #[test]
     fn a_crashing_container_waits_out_its_back_off() {
         let p = pod(json!({}));
-        let mut o = observed(vec![exited("app", 0, false, 0, 0), exited("app", 1, false, 1, 50)]);
+        let mut o = observed(vec![
+            exited("app", 0, false, 0, 0),
+            exited("app", 1, false, 1, 50),
+        ]);
         o.backoff.insert("app".into(), Backoff { count: 2 });
         // 20 s back-off from t=50.
         let early = plan(&p, &o, t(60));
@@ -399,40 +506,71 @@ mod tests {
     fn a_failed_liveness_probe_kills_the_container() {
         let p = pod(json!({"spec": {"terminationGracePeriodSeconds": 5}}));
         let mut o = observed(vec![running("app", 0, false)]);
-        o.probes.insert("app".into(), ProbeResults { started: true, ready: false, failed: Some("Liveness probe failed".into()) });
+        o.probes.insert(
+            "app".into(),
+            ProbeResults {
+                started: true,
+                ready: false,
+                failed: Some("Liveness probe failed".into()),
+            },
+        );
         assert_eq!(
             plan(&p, &o, t(1)).actions,
-            vec![Action::KillContainer { name: "app".into(), reason: KillReason::ProbeFailed("Liveness probe failed".into()), grace: Duration::seconds(5) }]
+            vec![Action::KillContainer {
+                name: "app".into(),
+                reason: KillReason::ProbeFailed("Liveness probe failed".into()),
+                grace: Duration::seconds(5)
+            }]
         );
         o.stopping.insert("app".into());
-        assert!(plan(&p, &o, t(1)).actions.is_empty(), "a container already stopping is not killed twice");
+        assert!(
+            plan(&p, &o, t(1)).actions.is_empty(),
+            "a container already stopping is not killed twice"
+        );
     }
 
     #[test]
     fn a_deleted_pod_is_stopped_torn_down_then_finalized() {
         let p = pod(json!({"metadata": {"deletionTimestamp": "2027-01-15T08:00:30Z"}}));
-        let now = DateTime::parse_from_rfc3339("2027-01-15T08:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2027-01-15T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let o = observed(vec![running("app", 0, false)]);
         assert_eq!(
             plan(&p, &o, now).actions,
-            vec![Action::KillContainer { name: "app".into(), reason: KillReason::PodDeleted, grace: Duration::seconds(30) }]
+            vec![Action::KillContainer {
+                name: "app".into(),
+                reason: KillReason::PodDeleted,
+                grace: Duration::seconds(30)
+            }]
         );
         let stopped = observed(vec![exited("app", 0, false, 0, 5)]);
-        assert_eq!(plan(&p, &stopped, now).actions, vec![Action::TeardownSandbox]);
-        let torn_down = Observed { sandbox_ready: false, ..stopped };
+        assert_eq!(
+            plan(&p, &stopped, now).actions,
+            vec![Action::TeardownSandbox]
+        );
+        let torn_down = Observed {
+            sandbox_ready: false,
+            ..stopped
+        };
         assert_eq!(plan(&p, &torn_down, now).actions, vec![Action::Finalize]);
     }
 
     #[test]
     fn the_active_deadline_kills_running_containers() {
-        let p = pod(json!({"spec": {"activeDeadlineSeconds": 30, "terminationGracePeriodSeconds": 3}}));
+        let p =
+            pod(json!({"spec": {"activeDeadlineSeconds": 30, "terminationGracePeriodSeconds": 3}}));
         let o = observed(vec![running("app", 0, false)]);
         let before = plan(&p, &o, t(10));
         assert!(before.actions.is_empty());
         assert_eq!(before.wake_at, Some(t(30)));
         assert_eq!(
             plan(&p, &o, t(31)).actions,
-            vec![Action::KillContainer { name: "app".into(), reason: KillReason::DeadlineExceeded, grace: Duration::seconds(3) }]
+            vec![Action::KillContainer {
+                name: "app".into(),
+                reason: KillReason::DeadlineExceeded,
+                grace: Duration::seconds(3)
+            }]
         );
     }
 
@@ -442,7 +580,11 @@ mod tests {
         let mut o = observed(vec![]);
         o.failures.insert(
             "app".into(),
-            StartFailure { reason: "CreateContainerConfigError".into(), message: "configmap \"c\" not found".into(), retry_at: t(20) },
+            StartFailure {
+                reason: "CreateContainerConfigError".into(),
+                message: "configmap \"c\" not found".into(),
+                retry_at: t(20),
+            },
         );
         let early = plan(&p, &o, t(10));
         assert!(early.actions.is_empty());
@@ -453,8 +595,15 @@ mod tests {
     #[test]
     fn only_the_current_and_previous_runs_are_kept() {
         let p = pod(json!({}));
-        let o = observed(vec![exited("app", 0, false, 1, 1), exited("app", 1, false, 1, 2), running("app", 2, false)]);
-        assert_eq!(plan(&p, &o, t(100)).actions, vec![Action::RemoveRun { id: "app-0".into() }]);
+        let o = observed(vec![
+            exited("app", 0, false, 1, 1),
+            exited("app", 1, false, 1, 2),
+            running("app", 2, false),
+        ]);
+        assert_eq!(
+            plan(&p, &o, t(100)).actions,
+            vec![Action::RemoveRun { id: "app-0".into() }]
+        );
     }
 
     #[test]
@@ -464,16 +613,25 @@ mod tests {
         o.fenced = true;
         assert_eq!(
             plan(&p, &o, t(1)).actions,
-            vec![Action::KillContainer { name: "app".into(), reason: KillReason::Fenced, grace: Duration::seconds(5) }]
+            vec![Action::KillContainer {
+                name: "app".into(),
+                reason: KillReason::Fenced,
+                grace: Duration::seconds(5)
+            }]
         );
         o.stopping.insert("app".into());
-        assert!(plan(&p, &o, t(1)).actions.is_empty(), "a container already stopping is not killed twice");
+        assert!(
+            plan(&p, &o, t(1)).actions.is_empty(),
+            "a container already stopping is not killed twice"
+        );
         // Stopped, it is not started again while the fence stands, and starts when it falls.
         let mut o = observed(vec![exited("app", 0, false, 137, 1)]);
         o.fenced = true;
         assert!(plan(&p, &o, t(60)).actions.is_empty());
         o.fenced = false;
-        assert!(!plan(&p, &o, t(60)).actions.is_empty(), "restarted once the fence is lifted");
+        assert!(
+            !plan(&p, &o, t(60)).actions.is_empty(),
+            "restarted once the fence is lifted"
+        );
     }
-
 }

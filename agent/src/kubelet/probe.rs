@@ -61,7 +61,10 @@ pub struct ProbeTarget {
 
 /// Starts the container's probe tasks. Readiness and liveness wait until the startup probe
 /// has succeeded. Abort the handles when the run ends.
-pub fn start(target: ProbeTarget, tx: mpsc::Sender<ProbeResult>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn start(
+    target: ProbeTarget,
+    tx: mpsc::Sender<ProbeResult>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let c = &target.container;
     let (started_tx, started_rx) = watch::channel(c.startup_probe.is_none());
     let mut handles = Vec::new();
@@ -78,7 +81,10 @@ pub fn start(target: ProbeTarget, tx: mpsc::Sender<ProbeResult>) -> Vec<tokio::t
     } else {
         drop(started_tx);
     }
-    for (kind, probe) in [(ProbeKind::Readiness, c.readiness_probe.clone()), (ProbeKind::Liveness, c.liveness_probe.clone())] {
+    for (kind, probe) in [
+        (ProbeKind::Readiness, c.readiness_probe.clone()),
+        (ProbeKind::Liveness, c.liveness_probe.clone()),
+    ] {
         if let Some(p) = probe {
             let (t, tx, rx) = (target.clone(), tx.clone(), started_rx.clone());
             handles.push(tokio::spawn(async move {
@@ -115,9 +121,17 @@ async fn probe_loop(
     let (mut successes, mut failures) = (0, 0);
     let mut reported: Option<bool> = None;
     loop {
-        let outcome = match tokio::time::timeout(timeout + Duration::from_millis(200), run_once(&target, &probe, timeout)).await {
+        let outcome = match tokio::time::timeout(
+            timeout + Duration::from_millis(200),
+            run_once(&target, &probe, timeout),
+        )
+        .await
+        {
             Ok(o) => o,
-            Err(_) => Err(format!("timeout: probe did not answer within {}s", timeout.as_secs())),
+            Err(_) => Err(format!(
+                "timeout: probe did not answer within {}s",
+                timeout.as_secs()
+            )),
         };
         match &outcome {
             Ok(()) => {
@@ -132,7 +146,10 @@ async fn probe_loop(
                 failures += 1;
                 successes = 0;
                 target.events.record(
-                    target.involved.clone().with_field_path(format!("spec.containers{{{}}}", target.container.name)),
+                    target
+                        .involved
+                        .clone()
+                        .with_field_path(format!("spec.containers{{{}}}", target.container.name)),
                     EventType::Warning,
                     "Unhealthy",
                     format!("{} probe failed: {message}", kind.label()),
@@ -140,7 +157,13 @@ async fn probe_loop(
                 );
                 if failures >= failure_threshold && reported != Some(false) {
                     reported = Some(false);
-                    send(&tx, &target, kind, Err(format!("{} probe failed: {message}", kind.label()))).await;
+                    send(
+                        &tx,
+                        &target,
+                        kind,
+                        Err(format!("{} probe failed: {message}", kind.label())),
+                    )
+                    .await;
                 }
             }
         }
@@ -153,14 +176,28 @@ async fn probe_loop(
     }
 }
 
-async fn send(tx: &mpsc::Sender<ProbeResult>, target: &ProbeTarget, kind: ProbeKind, outcome: Result<(), String>) {
+async fn send(
+    tx: &mpsc::Sender<ProbeResult>,
+    target: &ProbeTarget,
+    kind: ProbeKind,
+    outcome: Result<(), String>,
+) {
     let _ = tx
-        .send(ProbeResult { container: target.container.name.clone(), attempt: target.attempt, kind, outcome })
+        .send(ProbeResult {
+            container: target.container.name.clone(),
+            attempt: target.attempt,
+            kind,
+            outcome,
+        })
         .await;
 }
 
 /// One probe attempt.
-pub async fn run_once(target: &ProbeTarget, probe: &Probe, timeout: Duration) -> Result<(), String> {
+pub async fn run_once(
+    target: &ProbeTarget,
+    probe: &Probe,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
         let output = target
@@ -179,27 +216,50 @@ pub async fn run_once(target: &ProbeTarget, probe: &Probe, timeout: Duration) ->
             }
             text.push_str(&err);
         }
-        return Err(if text.is_empty() { format!("command exited with code {}", output.exit.exit_code) } else { text });
+        return Err(if text.is_empty() {
+            format!("command exited with code {}", output.exit.exit_code)
+        } else {
+            text
+        });
     }
     if let Some(http) = &probe.http_get {
         let port = resolve_port(&http.port, &target.container)?;
         let host = http.host.as_deref().filter(|h| !h.is_empty());
         let ip = match host {
-            Some(h) => h.parse::<IpAddr>().map_err(|_| format!("host {h:?} is not an IP address"))?,
+            Some(h) => h
+                .parse::<IpAddr>()
+                .map_err(|_| format!("host {h:?} is not an IP address"))?,
             None => target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         };
         if http.scheme.as_deref() == Some("HTTPS") {
             return Err("HTTPS probes are not supported by berth yet".into());
         }
-        let path = http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
-        let headers: Vec<(String, String)> =
-            http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-        return http_get(target.netns.clone(), SocketAddr::new(ip, port), &path, &headers, timeout).await;
+        let path = http
+            .path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let headers: Vec<(String, String)> = http
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        return http_get(
+            target.netns.clone(),
+            SocketAddr::new(ip, port),
+            &path,
+            &headers,
+            timeout,
+        )
+        .await;
     }
     if let Some(tcp) = &probe.tcp_socket {
         let port = resolve_port(&tcp.port, &target.container)?;
         let ip = match tcp.host.as_deref().filter(|h| !h.is_empty()) {
-            Some(h) => h.parse::<IpAddr>().map_err(|_| format!("host {h:?} is not an IP address"))?,
+            Some(h) => h
+                .parse::<IpAddr>()
+                .map_err(|_| format!("host {h:?} is not an IP address"))?,
             None => target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         };
         let addr = SocketAddr::new(ip, port);
@@ -220,28 +280,42 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String
             .flatten()
             .find(|p| p.name.as_deref() == Some(name))
             .and_then(|p| u16::try_from(p.container_port).ok())
-            .ok_or_else(|| format!("port {name:?} is not a named port of container {}", container.name)),
+            .ok_or_else(|| {
+                format!(
+                    "port {name:?} is not a named port of container {}",
+                    container.name
+                )
+            }),
     }
 }
 
 /// Connects to `addr` from inside a network namespace: a short-lived thread joins the namespace
 /// (setns affects only that thread), creates the socket there (a socket stays in the namespace it
 /// was created in) and hands it back.
-pub async fn connect_in_netns(netns: Option<PathBuf>, addr: SocketAddr, timeout: Duration) -> std::io::Result<tokio::net::TcpStream> {
+pub async fn connect_in_netns(
+    netns: Option<PathBuf>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<tokio::net::TcpStream> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new().name("netns-connect".into()).spawn(move || {
-        let result = (|| -> std::io::Result<std::net::TcpStream> {
-            if let Some(ns) = netns {
-                let file = std::fs::File::open(&ns)?;
-                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-            }
-            let stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-            stream.set_nonblocking(true)?;
-            Ok(stream)
-        })();
-        let _ = tx.send(result);
-    })?;
-    let stream = rx.await.map_err(|_| std::io::Error::other("the connecting thread ended"))??;
+    std::thread::Builder::new()
+        .name("netns-connect".into())
+        .spawn(move || {
+            let result = (|| -> std::io::Result<std::net::TcpStream> {
+                if let Some(ns) = netns {
+                    let file = std::fs::File::open(&ns)?;
+                    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                }
+                let stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+                stream.set_nonblocking(true)?;
+                Ok(stream)
+            })();
+            let _ = tx.send(result);
+        })?;
+    let stream = rx
+        .await
+        .map_err(|_| std::io::Error::other("the connecting thread ended"))??;
     tokio::net::TcpStream::from_std(stream)
 }
 
@@ -257,16 +331,24 @@ async fn http_get(
     let mut stream = connect_in_netns(netns, addr, timeout)
         .await
         .map_err(|e| format!("Get \"{url}\": dial tcp {addr}: connect: {e}"))?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.34\r\nAccept: */*\r\nConnection: close\r\n");
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.34\r\nAccept: */*\r\nConnection: close\r\n"
+    );
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("Get \"{url}\": {e}"))?;
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 256];
     while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 4096 {
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
         if n == 0 {
             break;
         }
@@ -278,7 +360,11 @@ async fn http_get(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response"))?;
-    if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) }
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {code}"))
+    }
 }
 
 #[cfg(test)]
@@ -294,14 +380,21 @@ mod tests {
                 let (mut s, _) = listener.accept().await.unwrap();
                 let mut buf = [0u8; 1024];
                 let n = s.read(&mut buf).await.unwrap();
-                assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /healthz HTTP/1.1\r\n"));
-                s.write_all(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n").as_bytes()).await.unwrap();
+                assert!(
+                    String::from_utf8_lossy(&buf[..n]).starts_with("GET /healthz HTTP/1.1\r\n")
+                );
+                s.write_all(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
             }
         });
         let t = Duration::from_secs(1);
         assert_eq!(http_get(None, addr, "/healthz", &[], t).await, Ok(()));
         assert_eq!(http_get(None, addr, "/healthz", &[], t).await, Ok(()));
-        assert_eq!(http_get(None, addr, "/healthz", &[], t).await, Err("HTTP probe failed with statuscode: 500".into()));
+        assert_eq!(
+            http_get(None, addr, "/healthz", &[], t).await,
+            Err("HTTP probe failed with statuscode: 500".into())
+        );
     }
 
     #[tokio::test]
@@ -309,14 +402,22 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let err = connect_in_netns(None, addr, Duration::from_secs(1)).await.unwrap_err();
+        let err = connect_in_netns(None, addr, Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 
     #[test]
     fn named_ports_resolve_from_the_container() {
-        let c: Container = serde_json::from_value(serde_json::json!({"name": "c", "ports": [{"name": "http", "containerPort": 8080}]})).unwrap();
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &c), Ok(8080));
+        let c: Container = serde_json::from_value(
+            serde_json::json!({"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
         assert!(resolve_port(&IntOrString::String("nope".into()), &c).is_err());
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
     }

@@ -20,7 +20,13 @@ pub fn container_id(run: &ContainerRun) -> String {
 
 fn terminated(run: &ContainerRun) -> Value {
     match &run.state {
-        RunState::Exited { exit_code, signal, reason, started_at, finished_at } => {
+        RunState::Exited {
+            exit_code,
+            signal,
+            reason,
+            started_at,
+            finished_at,
+        } => {
             let mut t = json!({
                 "exitCode": exit_code,
                 "reason": reason,
@@ -33,7 +39,10 @@ fn terminated(run: &ContainerRun) -> Value {
             }
             t
         }
-        RunState::Unknown { started_at, noticed_at } => json!({
+        RunState::Unknown {
+            started_at,
+            noticed_at,
+        } => json!({
             // kubelet's words for a container whose end was not seen.
             "exitCode": 137,
             "reason": "ContainerStatusUnknown",
@@ -98,12 +107,18 @@ fn container_status(
             }
             state => {
                 let restarting = should_restart(policy, state) && deletion_time(pod).is_none();
-                let backing_off = restarting && restart_time(observed, &c.name, state).is_some_and(|at| now < at);
+                let backing_off =
+                    restarting && restart_time(observed, &c.name, state).is_some_and(|at| now < at);
                 if let Some(f) = observed.failures.get(&c.name).filter(|_| restarting) {
                     status["state"] = waiting(&f.reason, Some(f.message.clone()));
                     status["lastState"] = json!({"terminated": terminated(run)});
                 } else if backing_off {
-                    let delay = observed.backoff.get(&c.name).copied().unwrap_or_default().delay();
+                    let delay = observed
+                        .backoff
+                        .get(&c.name)
+                        .copied()
+                        .unwrap_or_default()
+                        .delay();
                     let pod_name = pod.metadata.name.as_deref().unwrap_or("");
                     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
                     let uid = pod.metadata.uid.as_deref().unwrap_or("");
@@ -157,7 +172,14 @@ fn count(statuses: &[Value]) -> Counts {
 }
 
 /// Upserts a condition, keeping its lastTransitionTime unless its status changed.
-fn set_condition(conditions: &mut Vec<Value>, old: &[Value], type_: &str, ok: bool, reason: Option<&str>, now: DateTime<Utc>) {
+fn set_condition(
+    conditions: &mut Vec<Value>,
+    old: &[Value],
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) {
     let status = if ok { "True" } else { "False" };
     let previous = old.iter().find(|c| c["type"] == type_);
     let transition = match previous {
@@ -175,16 +197,30 @@ fn set_condition(conditions: &mut Vec<Value>, old: &[Value], type_: &str, ok: bo
 /// scheduler's PodScheduled condition).
 pub fn pod_status(pod: &Pod, observed: &Observed, old: &Value, now: DateTime<Utc>) -> Value {
     let spec = pod.spec.as_ref();
-    let inits: &[Container] = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or(&[]);
+    let inits: &[Container] = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or(&[]);
     let apps: &[Container] = spec.map(|s| s.containers.as_slice()).unwrap_or(&[]);
     let policy = restart_policy(pod);
 
-    let init_statuses: Vec<Value> = inits.iter().map(|c| container_status(pod, c, observed, false, now)).collect();
-    let initialized = inits.iter().all(|c| observed.current(&c.name).is_some_and(|r| r.state.succeeded()));
-    let init_failed = inits.iter().any(|c| {
-        observed.current(&c.name).is_some_and(|r| !r.state.is_running() && !r.state.succeeded())
+    let init_statuses: Vec<Value> = inits
+        .iter()
+        .map(|c| container_status(pod, c, observed, false, now))
+        .collect();
+    let initialized = inits.iter().all(|c| {
+        observed
+            .current(&c.name)
+            .is_some_and(|r| r.state.succeeded())
     });
-    let statuses: Vec<Value> = apps.iter().map(|c| container_status(pod, c, observed, !initialized, now)).collect();
+    let init_failed = inits.iter().any(|c| {
+        observed
+            .current(&c.name)
+            .is_some_and(|r| !r.state.is_running() && !r.state.succeeded())
+    });
+    let statuses: Vec<Value> = apps
+        .iter()
+        .map(|c| container_status(pod, c, observed, !initialized, now))
+        .collect();
 
     let counts = count(&statuses);
     let deadline_exceeded = super::plan::active_deadline(pod, observed).is_some_and(|d| now >= d);
@@ -212,7 +248,11 @@ pub fn pod_status(pod: &Pod, observed: &Observed, old: &Value, now: DateTime<Utc
     // A phase once terminal stays terminal.
     let old_phase = old.get("phase").and_then(Value::as_str).unwrap_or("");
     if old_phase == "Succeeded" || old_phase == "Failed" {
-        phase = if old_phase == "Succeeded" { "Succeeded" } else { "Failed" };
+        phase = if old_phase == "Succeeded" {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
     }
     let mut reason = None;
     let mut message = None;
@@ -225,22 +265,72 @@ pub fn pod_status(pod: &Pod, observed: &Observed, old: &Value, now: DateTime<Utc
         ));
     } else if old_phase == "Failed" {
         reason = old.get("reason").and_then(Value::as_str);
-        message = old.get("message").and_then(Value::as_str).map(str::to_string);
+        message = old
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
 
     let containers_ready = !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true);
     let terminal = phase == "Succeeded" || phase == "Failed";
-    let old_conditions: Vec<Value> = old.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let old_conditions: Vec<Value> = old
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut conditions = Vec::new();
-    set_condition(&mut conditions, &old_conditions, "PodReadyToStartContainers", observed.sandbox_ready, None, now);
-    set_condition(&mut conditions, &old_conditions, "Initialized", initialized, Some("ContainersNotInitialized"), now);
-    set_condition(&mut conditions, &old_conditions, "Ready", containers_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" }), now);
-    set_condition(&mut conditions, &old_conditions, "ContainersReady", containers_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" }), now);
+    set_condition(
+        &mut conditions,
+        &old_conditions,
+        "PodReadyToStartContainers",
+        observed.sandbox_ready,
+        None,
+        now,
+    );
+    set_condition(
+        &mut conditions,
+        &old_conditions,
+        "Initialized",
+        initialized,
+        Some("ContainersNotInitialized"),
+        now,
+    );
+    set_condition(
+        &mut conditions,
+        &old_conditions,
+        "Ready",
+        containers_ready && !terminal,
+        Some(if terminal {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        }),
+        now,
+    );
+    set_condition(
+        &mut conditions,
+        &old_conditions,
+        "ContainersReady",
+        containers_ready && !terminal,
+        Some(if terminal {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        }),
+        now,
+    );
     // PodScheduled is the scheduler's; keep it as published.
     if let Some(scheduled) = old_conditions.iter().find(|c| c["type"] == "PodScheduled") {
         conditions.push(scheduled.clone());
     } else {
-        set_condition(&mut conditions, &old_conditions, "PodScheduled", true, None, now);
+        set_condition(
+            &mut conditions,
+            &old_conditions,
+            "PodScheduled",
+            true,
+            None,
+            now,
+        );
     }
 
     let mut status = json!({
@@ -260,7 +350,11 @@ pub fn pod_status(pod: &Pod, observed: &Observed, old: &Value, now: DateTime<Utc
         status["podIP"] = json!(ip);
         status["podIPs"] = json!([{"ip": ip}]);
     }
-    if let Some(start) = observed.start_time.or_else(|| old.get("startTime").and_then(Value::as_str).and_then(|s| s.parse().ok())) {
+    if let Some(start) = observed.start_time.or_else(|| {
+        old.get("startTime")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+    }) {
         status["startTime"] = json!(time(start));
     }
     if let Some(r) = reason {
@@ -274,25 +368,38 @@ pub fn pod_status(pod: &Pod, observed: &Observed, old: &Value, now: DateTime<Utc
 
 /// Kubernetes' QoS class from requests and limits.
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let Some(spec) = pod.spec.as_ref() else { return "BestEffort" };
-    let all: Vec<&Container> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
+    let Some(spec) = pod.spec.as_ref() else {
+        return "BestEffort";
+    };
+    let all: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
     let has_any = all.iter().any(|c| {
         c.resources.as_ref().is_some_and(|r| {
-            r.limits.as_ref().is_some_and(|l| !l.is_empty()) || r.requests.as_ref().is_some_and(|q| !q.is_empty())
+            r.limits.as_ref().is_some_and(|l| !l.is_empty())
+                || r.requests.as_ref().is_some_and(|q| !q.is_empty())
         })
     });
     if !has_any {
         return "BestEffort";
     }
     let guaranteed = all.iter().all(|c| {
-        let Some(r) = c.resources.as_ref() else { return false };
+        let Some(r) = c.resources.as_ref() else {
+            return false;
+        };
         ["cpu", "memory"].iter().all(|name| {
             let limit = r.limits.as_ref().and_then(|l| l.get(*name));
             let request = r.requests.as_ref().and_then(|q| q.get(*name)).or(limit);
             limit.is_some() && request == limit
         })
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 #[cfg(test)]
@@ -317,21 +424,37 @@ mod tests {
     }
 
     fn run(name: &str, attempt: u32, state: RunState) -> ContainerRun {
-        ContainerRun { id: format!("{name}{attempt}"), name: name.into(), attempt, init: false, state, image: "busybox:1".into(), image_id: "sha256:ab".into() }
+        ContainerRun {
+            id: format!("{name}{attempt}"),
+            name: name.into(),
+            attempt,
+            init: false,
+            state,
+            image: "busybox:1".into(),
+            image_id: "sha256:ab".into(),
+        }
     }
 
     fn exited(code: i32, finished: i64) -> RunState {
         RunState::Exited {
             exit_code: code,
             signal: None,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             started_at: t(finished - 1),
             finished_at: t(finished),
         }
     }
 
     fn observed(runs: Vec<ContainerRun>) -> Observed {
-        let mut o = Observed { sandbox_ready: true, start_time: Some(t(0)), ..Observed::default() };
+        let mut o = Observed {
+            sandbox_ready: true,
+            start_time: Some(t(0)),
+            ..Observed::default()
+        };
         for r in runs {
             o.runs.entry(r.name.clone()).or_default().push(r);
         }
@@ -339,13 +462,28 @@ mod tests {
     }
 
     fn condition(status: &Value, type_: &str) -> String {
-        status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()["status"].as_str().unwrap().to_string()
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn a_running_ready_container_makes_the_pod_running_and_ready() {
         let mut o = observed(vec![run("app", 0, RunState::Running { started_at: t(1) })]);
-        o.probes.insert("app".into(), ProbeResults { started: true, ready: true, failed: None });
+        o.probes.insert(
+            "app".into(),
+            ProbeResults {
+                started: true,
+                ready: true,
+                failed: None,
+            },
+        );
         o.pod_ip = Some("10.244.0.5".into());
         let s = pod_status(&pod("Always", false), &o, &Value::Null, t(2));
         assert_eq!(s["phase"], "Running");
@@ -366,19 +504,30 @@ mod tests {
             ("Never", vec![run("app", 0, exited(0, 5))], "Succeeded"),
         ];
         for (policy, runs, want) in cases {
-            let s = pod_status(&pod(policy, false), &observed(runs.clone()), &Value::Null, t(100));
+            let s = pod_status(
+                &pod(policy, false),
+                &observed(runs.clone()),
+                &Value::Null,
+                t(100),
+            );
             assert_eq!(s["phase"], want, "{policy} {runs:?}");
         }
     }
 
     #[test]
     fn a_container_in_back_off_is_waiting_in_crash_loop_with_its_last_termination() {
-        let mut o = observed(vec![run("app", 0, exited(1, 1)), run("app", 1, exited(1, 50))]);
+        let mut o = observed(vec![
+            run("app", 0, exited(1, 1)),
+            run("app", 1, exited(1, 50)),
+        ]);
         o.backoff.insert("app".into(), Backoff { count: 1 });
         let s = pod_status(&pod("Always", false), &o, &Value::Null, t(55));
         let c = &s["containerStatuses"][0];
         assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff");
-        assert_eq!(c["state"]["waiting"]["message"], "back-off 10s restarting failed container=app pod=web-0_default(u1)");
+        assert_eq!(
+            c["state"]["waiting"]["message"],
+            "back-off 10s restarting failed container=app pod=web-0_default(u1)"
+        );
         assert_eq!(c["lastState"]["terminated"]["exitCode"], 1);
         assert_eq!(c["restartCount"], 1);
         assert_eq!(s["phase"], "Running");
@@ -389,23 +538,51 @@ mod tests {
         let mut o = observed(vec![]);
         o.failures.insert(
             "app".into(),
-            StartFailure { reason: "ErrImageNeverPull".into(), message: "image \"x\" is not present".into(), retry_at: t(10) },
+            StartFailure {
+                reason: "ErrImageNeverPull".into(),
+                message: "image \"x\" is not present".into(),
+                retry_at: t(10),
+            },
         );
         let s = pod_status(&pod("Always", false), &o, &Value::Null, t(1));
-        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImageNeverPull");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ErrImageNeverPull"
+        );
         let s = pod_status(&pod("Always", true), &observed(vec![]), &Value::Null, t(1));
-        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing");
-        assert_eq!(s["initContainerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            s["initContainerStatuses"][0]["state"]["waiting"]["reason"],
+            "ContainerCreating"
+        );
         assert_eq!(condition(&s, "Initialized"), "False");
     }
 
     #[test]
     fn transition_times_change_only_when_a_condition_changes() {
         let mut o = observed(vec![run("app", 0, RunState::Running { started_at: t(1) })]);
-        o.probes.insert("app".into(), ProbeResults { started: true, ready: false, failed: None });
+        o.probes.insert(
+            "app".into(),
+            ProbeResults {
+                started: true,
+                ready: false,
+                failed: None,
+            },
+        );
         let first = pod_status(&pod("Always", false), &o, &Value::Null, t(2));
         let again = pod_status(&pod("Always", false), &o, &first, t(9));
-        let ready_time = |s: &Value| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap()["lastTransitionTime"].clone();
+        let ready_time = |s: &Value| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()["lastTransitionTime"]
+                .clone()
+        };
         assert_eq!(ready_time(&first), ready_time(&again));
         o.probes.get_mut("app").unwrap().ready = true;
         let ready = pod_status(&pod("Always", false), &o, &again, t(9));
@@ -427,7 +604,8 @@ mod tests {
         let mut p = pod("Always", false);
         assert_eq!(qos_class(&p), "BestEffort");
         let c = &mut p.spec.as_mut().unwrap().containers[0];
-        c.resources = Some(serde_json::from_value(json!({"limits": {"cpu": "1", "memory": "1Gi"}})).unwrap());
+        c.resources =
+            Some(serde_json::from_value(json!({"limits": {"cpu": "1", "memory": "1Gi"}})).unwrap());
         assert_eq!(qos_class(&p), "Guaranteed");
         let c = &mut p.spec.as_mut().unwrap().containers[0];
         c.resources = Some(serde_json::from_value(json!({"requests": {"cpu": "100m"}})).unwrap());

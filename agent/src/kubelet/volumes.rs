@@ -46,8 +46,16 @@ pub fn volume_source(
     claim: ClaimLookup<'_>,
 ) -> Result<VolumeSource, MountProblem> {
     if let Some(e) = &volume.empty_dir {
-        let medium = if e.medium.as_deref() == Some("Memory") { StorageMedium::Memory } else { StorageMedium::Disk };
-        let size_limit = e.size_limit.as_ref().and_then(|q| quantity::bytes(&q.0).ok()).map(|b| b.clamp(0, u64::MAX as i128) as u64);
+        let medium = if e.medium.as_deref() == Some("Memory") {
+            StorageMedium::Memory
+        } else {
+            StorageMedium::Disk
+        };
+        let size_limit = e
+            .size_limit
+            .as_ref()
+            .and_then(|q| quantity::bytes(&q.0).ok())
+            .map(|b| b.clamp(0, u64::MAX as i128) as u64);
         return Ok(VolumeSource::EmptyDir { medium, size_limit });
     }
     if let Some(h) = &volume.host_path {
@@ -61,7 +69,10 @@ pub fn volume_source(
             "BlockDevice" => HostPathType::BlockDevice,
             _ => HostPathType::Unset,
         };
-        return Ok(VolumeSource::HostPath { path: PathBuf::from(&h.path), kind });
+        return Ok(VolumeSource::HostPath {
+            path: PathBuf::from(&h.path),
+            kind,
+        });
     }
     if let Some(c) = &volume.persistent_volume_claim {
         return Ok(claim(&c.claim_name)?);
@@ -94,7 +105,9 @@ pub fn volume_source(
     if let Some(d) = &volume.downward_api {
         let mut files = Files::default();
         downward_files(pod, facts, d.items.as_deref().unwrap_or(&[]), &mut files)?;
-        return Ok(VolumeSource::ConfigMap(files.into_projection(d.default_mode)));
+        return Ok(VolumeSource::ConfigMap(
+            files.into_projection(d.default_mode),
+        ));
     }
     if let Some(p) = &volume.projected {
         // Every source's files in one volume. Secrets among them make the whole volume a
@@ -104,7 +117,9 @@ pub fn volume_source(
         for source in p.sources.iter().flatten() {
             if let Some(cm) = &source.config_map {
                 match lookup("ConfigMap", &cm.name) {
-                    Some(obj) => files.add_map(config_map_bytes(&obj), cm.items.as_deref(), &cm.name)?,
+                    Some(obj) => {
+                        files.add_map(config_map_bytes(&obj), cm.items.as_deref(), &cm.name)?
+                    }
                     None if cm.optional == Some(true) => {}
                     None => return Err(MountProblem::ConfigMapNotFound(cm.name.clone())),
                 }
@@ -125,7 +140,11 @@ pub fn volume_source(
             }
         }
         let projection = files.into_projection(p.default_mode);
-        return Ok(if secret { VolumeSource::Secret(projection) } else { VolumeSource::ConfigMap(projection) });
+        return Ok(if secret {
+            VolumeSource::Secret(projection)
+        } else {
+            VolumeSource::ConfigMap(projection)
+        });
     }
     Err(MountProblem::Unsupported(volume.name.clone()))
 }
@@ -135,11 +154,18 @@ fn config_map_bytes(obj: &Value) -> BTreeMap<String, Vec<u8>> {
     let mut data: BTreeMap<String, Vec<u8>> = obj
         .get("data")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec()))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(binary) = obj.get("binaryData").and_then(Value::as_object) {
         for (k, v) in binary {
-            if let Some(bytes) = v.as_str().and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()) {
+            if let Some(bytes) = v
+                .as_str()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            {
                 data.insert(k.clone(), bytes);
             }
         }
@@ -153,7 +179,11 @@ fn config_map_bytes(obj: &Value) -> BTreeMap<String, Vec<u8>> {
 fn items(items: Option<&[K8sKeyToPath]>, _optional: bool) -> Option<Vec<KeyToPath>> {
     items.map(|list| {
         list.iter()
-            .map(|i| KeyToPath { key: i.key.clone(), path: i.path.clone(), mode: i.mode.map(|m| m as u32) })
+            .map(|i| KeyToPath {
+                key: i.key.clone(),
+                path: i.path.clone(),
+                mode: i.mode.map(|m| m as u32),
+            })
             .collect()
     })
 }
@@ -169,10 +199,19 @@ impl Files {
     fn add(&mut self, path: &str, content: Vec<u8>, mode: Option<u32>) {
         let key = format!("f{}", self.items.len());
         self.data.insert(key.clone(), content);
-        self.items.push(KeyToPath { key, path: path.to_string(), mode });
+        self.items.push(KeyToPath {
+            key,
+            path: path.to_string(),
+            mode,
+        });
     }
 
-    fn add_map(&mut self, data: BTreeMap<String, Vec<u8>>, items: Option<&[K8sKeyToPath]>, source: &str) -> Result<(), MountProblem> {
+    fn add_map(
+        &mut self,
+        data: BTreeMap<String, Vec<u8>>,
+        items: Option<&[K8sKeyToPath]>,
+        source: &str,
+    ) -> Result<(), MountProblem> {
         match items {
             None => {
                 for (k, v) in data {
@@ -181,10 +220,9 @@ impl Files {
             }
             Some(items) => {
                 for i in items {
-                    let content = data
-                        .get(&i.key)
-                        .cloned()
-                        .ok_or_else(|| MountProblem::Field(format!("key {:?} is not in {source:?}", i.key)))?;
+                    let content = data.get(&i.key).cloned().ok_or_else(|| {
+                        MountProblem::Field(format!("key {:?} is not in {source:?}", i.key))
+                    })?;
                     self.add(&i.path, content, i.mode.map(|m| m as u32));
                 }
             }
@@ -193,11 +231,20 @@ impl Files {
     }
 
     fn into_projection(self, default_mode: Option<i32>) -> Projection {
-        Projection { data: self.data, items: Some(self.items), default_mode: default_mode.map(|m| m as u32) }
+        Projection {
+            data: self.data,
+            items: Some(self.items),
+            default_mode: default_mode.map(|m| m as u32),
+        }
     }
 }
 
-fn downward_files(pod: &Pod, facts: &PodFacts, items: &[DownwardAPIVolumeFile], files: &mut Files) -> Result<(), MountProblem> {
+fn downward_files(
+    pod: &Pod,
+    facts: &PodFacts,
+    items: &[DownwardAPIVolumeFile],
+    files: &mut Files,
+) -> Result<(), MountProblem> {
     for item in items {
         let content = if let Some(f) = &item.field_ref {
             field_value(pod, facts, &f.field_path)?
@@ -205,13 +252,30 @@ fn downward_files(pod: &Pod, facts: &PodFacts, items: &[DownwardAPIVolumeFile], 
             let container = pod
                 .spec
                 .as_ref()
-                .and_then(|s| s.containers.iter().find(|c| Some(c.name.as_str()) == r.container_name.as_deref()))
-                .ok_or_else(|| MountProblem::Field(format!("resourceFieldRef of {:?}: container not found", item.path)))?;
-            resource_value(container, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))?
+                .and_then(|s| {
+                    s.containers
+                        .iter()
+                        .find(|c| Some(c.name.as_str()) == r.container_name.as_deref())
+                })
+                .ok_or_else(|| {
+                    MountProblem::Field(format!(
+                        "resourceFieldRef of {:?}: container not found",
+                        item.path
+                    ))
+                })?;
+            resource_value(
+                container,
+                &r.resource,
+                r.divisor.as_ref().map(|d| d.0.as_str()),
+            )?
         } else {
             String::new()
         };
-        files.add(&item.path, content.into_bytes(), item.mode.map(|m| m as u32));
+        files.add(
+            &item.path,
+            content.into_bytes(),
+            item.mode.map(|m| m as u32),
+        );
     }
     Ok(())
 }
@@ -224,7 +288,9 @@ mod tests {
 
     fn lookup(kind: &str, name: &str) -> Option<Arc<Value>> {
         match (kind, name) {
-            ("ConfigMap", "site") => Some(Arc::new(json!({"data": {"index.html": "<h1>hi</h1>"}, "binaryData": {"logo": "AAEC"}}))),
+            ("ConfigMap", "site") => Some(Arc::new(
+                json!({"data": {"index.html": "<h1>hi</h1>"}, "binaryData": {"logo": "AAEC"}}),
+            )),
             ("Secret", "tls") => Some(Arc::new(json!({"data": {"tls.key": "a2V5"}}))),
             _ => None,
         }
@@ -235,8 +301,10 @@ mod tests {
     }
 
     fn source(volume: Value) -> Result<VolumeSource, MountProblem> {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default", "labels": {"a": "b"}},
-            "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [volume]}}))
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "default", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [volume]}}),
+        )
         .unwrap();
         let v = pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0].clone();
         volume_source(&pod, &v, &PodFacts::default(), &lookup, &no_claims)
@@ -245,12 +313,22 @@ mod tests {
     #[test]
     fn volumes_map_to_runtime_sources() {
         assert_eq!(
-            source(json!({"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}})).unwrap(),
-            VolumeSource::EmptyDir { medium: StorageMedium::Memory, size_limit: Some(64 << 20) }
+            source(
+                json!({"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}})
+            )
+            .unwrap(),
+            VolumeSource::EmptyDir {
+                medium: StorageMedium::Memory,
+                size_limit: Some(64 << 20)
+            }
         );
         assert_eq!(
-            source(json!({"name": "h", "hostPath": {"path": "/srv", "type": "DirectoryOrCreate"}})).unwrap(),
-            VolumeSource::HostPath { path: "/srv".into(), kind: HostPathType::DirectoryOrCreate }
+            source(json!({"name": "h", "hostPath": {"path": "/srv", "type": "DirectoryOrCreate"}}))
+                .unwrap(),
+            VolumeSource::HostPath {
+                path: "/srv".into(),
+                kind: HostPathType::DirectoryOrCreate
+            }
         );
         match source(json!({"name": "site", "configMap": {"name": "site"}})).unwrap() {
             VolumeSource::ConfigMap(p) => {
@@ -259,7 +337,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match source(json!({"name": "tls", "secret": {"secretName": "tls", "defaultMode": 0o440}})).unwrap() {
+        match source(json!({"name": "tls", "secret": {"secretName": "tls", "defaultMode": 0o440}}))
+            .unwrap()
+        {
             VolumeSource::Secret(p) => {
                 assert_eq!(p.data["tls.key"], b"key".to_vec());
                 assert_eq!(p.default_mode, Some(0o440));
@@ -270,11 +350,25 @@ mod tests {
 
     #[test]
     fn missing_sources_are_mount_problems_unless_optional() {
-        assert_eq!(source(json!({"name": "x", "configMap": {"name": "nope"}})).unwrap_err().to_string(), "configmap \"nope\" not found");
-        assert_eq!(source(json!({"name": "x", "secret": {"secretName": "nope"}})).unwrap_err().to_string(), "secret \"nope\" not found");
-        assert!(matches!(source(json!({"name": "x", "configMap": {"name": "nope", "optional": true}})).unwrap(), VolumeSource::ConfigMap(p) if p.data.is_empty()));
         assert_eq!(
-            source(json!({"name": "d", "persistentVolumeClaim": {"claimName": "data-web-0"}})).unwrap_err().to_string(),
+            source(json!({"name": "x", "configMap": {"name": "nope"}}))
+                .unwrap_err()
+                .to_string(),
+            "configmap \"nope\" not found"
+        );
+        assert_eq!(
+            source(json!({"name": "x", "secret": {"secretName": "nope"}}))
+                .unwrap_err()
+                .to_string(),
+            "secret \"nope\" not found"
+        );
+        assert!(
+            matches!(source(json!({"name": "x", "configMap": {"name": "nope", "optional": true}})).unwrap(), VolumeSource::ConfigMap(p) if p.data.is_empty())
+        );
+        assert_eq!(
+            source(json!({"name": "d", "persistentVolumeClaim": {"claimName": "data-web-0"}}))
+                .unwrap_err()
+                .to_string(),
             "persistentvolumeclaim \"data-web-0\" not found"
         );
     }
@@ -287,8 +381,16 @@ mod tests {
             {"downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
         ]}}))
         .unwrap();
-        let VolumeSource::Secret(p) = v else { panic!("a projection with a secret is a secret volume") };
-        let paths: Vec<&str> = p.items.as_ref().unwrap().iter().map(|i| i.path.as_str()).collect();
+        let VolumeSource::Secret(p) = v else {
+            panic!("a projection with a secret is a secret volume")
+        };
+        let paths: Vec<&str> = p
+            .items
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|i| i.path.as_str())
+            .collect();
         assert_eq!(paths, vec!["web/index.html", "tls.key", "labels"]);
         let labels_key = &p.items.as_ref().unwrap()[2].key;
         assert_eq!(p.data[labels_key], b"a=\"b\"".to_vec());

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use berth_runtime::sandbox::SandboxConfig;
 use berth_runtime::shim::LogConfig;
-use berth_runtime::{ContainerExit, ContainerId, ContainerRequest, ExecRequest, PodUid, RootfsSource, Shim};
+use berth_runtime::{
+    ContainerExit, ContainerId, ContainerRequest, ExecRequest, PodUid, RootfsSource, Shim,
+};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
@@ -30,9 +32,15 @@ use crate::state::{Command, ObjectKey, Propagation, Timestamp};
 /// Something that happened to a pod's containers.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    Exited { name: String, attempt: u32, exit: ContainerExit },
+    Exited {
+        name: String,
+        attempt: u32,
+        exit: ContainerExit,
+    },
     Probe(ProbeResult),
-    Stopped { name: String },
+    Stopped {
+        name: String,
+    },
 }
 
 /// What the kubelet hands a worker when it adopts running or ended containers.
@@ -79,7 +87,10 @@ impl Worker {
         let (events_tx, events_rx) = mpsc::channel(64);
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let pod = pod_rx.borrow().clone();
-        let last_status = pod.as_ref().and_then(|p| p.get("status").cloned()).unwrap_or(Value::Null);
+        let last_status = pod
+            .as_ref()
+            .and_then(|p| p.get("status").cloned())
+            .unwrap_or(Value::Null);
         let fence_rx = node.fence.subscribe();
         let mut w = Worker {
             node,
@@ -111,7 +122,9 @@ impl Worker {
         // before a container starts in it. Containers only start in a finished sandbox.
         self.observed.sandbox_ready = adopted.sandbox && !adopted.runs.is_empty();
         let status = pod.and_then(|p| p.get("status"));
-        self.observed.start_time = status.and_then(|s| s["startTime"].as_str()).and_then(|t| t.parse().ok());
+        self.observed.start_time = status
+            .and_then(|s| s["startTime"].as_str())
+            .and_then(|t| t.parse().ok());
         self.observed.pod_ip = status.and_then(|s| s["podIP"].as_str()).map(str::to_string);
         self.observed.host_ip = self.node.host_ip.clone();
         let mut runs = adopted.runs;
@@ -122,7 +135,13 @@ impl Worker {
             if let Some(shim) = shim {
                 // Readiness and startup as last published, until the probes say otherwise.
                 let published = status
-                    .and_then(|s| s.get(if run.init { "initContainerStatuses" } else { "containerStatuses" }))
+                    .and_then(|s| {
+                        s.get(if run.init {
+                            "initContainerStatuses"
+                        } else {
+                            "containerStatuses"
+                        })
+                    })
                     .and_then(Value::as_array)
                     .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()).cloned());
                 let probes = self.observed.probes.entry(name.clone()).or_default();
@@ -151,11 +170,18 @@ impl Worker {
         // Restart counts continue from the published status even if old runs are gone.
         if let Some(status) = status {
             for key in ["containerStatuses", "initContainerStatuses"] {
-                for cs in status.get(key).and_then(Value::as_array).into_iter().flatten() {
+                for cs in status
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let name = cs["name"].as_str().unwrap_or("").to_string();
                     let count = cs["restartCount"].as_u64().unwrap_or(0) as u32;
                     if count > 0 {
-                        self.observed.backoff.entry(name).or_insert(Backoff { count: count.min(6) });
+                        self.observed.backoff.entry(name).or_insert(Backoff {
+                            count: count.min(6),
+                        });
                     }
                 }
             }
@@ -167,14 +193,18 @@ impl Worker {
     }
 
     fn involved(&self) -> InvolvedObject {
-        let mut i = self.last_pod.as_deref().map(InvolvedObject::of).unwrap_or(InvolvedObject {
-            kind: "Pod".into(),
-            api_version: "v1".into(),
-            namespace: String::new(),
-            name: String::new(),
-            uid: self.uid.clone(),
-            field_path: None,
-        });
+        let mut i = self
+            .last_pod
+            .as_deref()
+            .map(InvolvedObject::of)
+            .unwrap_or(InvolvedObject {
+                kind: "Pod".into(),
+                api_version: "v1".into(),
+                namespace: String::new(),
+                name: String::new(),
+                uid: self.uid.clone(),
+                field_path: None,
+            });
         if i.kind.is_empty() {
             i.kind = "Pod".into();
             i.api_version = "v1".into();
@@ -182,12 +212,20 @@ impl Worker {
         i
     }
 
-    fn record(&self, container: Option<&str>, type_: EventType, reason: &str, message: impl Into<String>) {
+    fn record(
+        &self,
+        container: Option<&str>,
+        type_: EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
         let mut involved = self.involved();
         if let Some(c) = container {
             involved = involved.with_field_path(format!("spec.containers{{{c}}}"));
         }
-        self.node.events.record(involved, type_, reason, message, "kubelet");
+        self.node
+            .events
+            .record(involved, type_, reason, message, "kubelet");
     }
 
     /// Runs until the pod is gone from this node (or the agent shuts down).
@@ -201,7 +239,9 @@ impl Worker {
             if let Some(p) = &current {
                 self.last_pod = Some(p.clone());
             }
-            let Some(pod_value) = self.last_pod.clone() else { return };
+            let Some(pod_value) = self.last_pod.clone() else {
+                return;
+            };
             let pod: Pod = match serde_json::from_value((*pod_value).clone()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -210,13 +250,22 @@ impl Worker {
                 }
             };
             // A pod removed from the state (force deletion) is stopped as a deleted one.
-            let pod = if current.is_none() { mark_deleted(pod) } else { pod };
+            let pod = if current.is_none() {
+                mark_deleted(pod)
+            } else {
+                pod
+            };
             let fenced = *self.fence_rx.borrow() && super::node::fenced_pod(&pod_value);
             if fenced != self.observed.fenced {
                 if fenced {
                     self.record(None, EventType::Warning, "Fenced", "this node cannot reach the cluster's quorum: stopping the pod's containers until it can");
                 } else {
-                    self.record(None, EventType::Normal, "FenceLifted", "this node reaches the cluster's quorum again");
+                    self.record(
+                        None,
+                        EventType::Normal,
+                        "FenceLifted",
+                        "this node reaches the cluster's quorum again",
+                    );
                 }
                 self.observed.fenced = fenced;
             }
@@ -228,8 +277,19 @@ impl Worker {
                 acted = true;
                 match action {
                     Action::CreateSandbox => self.create_sandbox(&pod, &pod_value).await,
-                    Action::StartContainer { name, init, attempt } => self.start_container(&pod, &pod_value, &name, init, attempt).await,
-                    Action::KillContainer { name, reason, grace } => self.kill_container(&pod, &name, reason, grace),
+                    Action::StartContainer {
+                        name,
+                        init,
+                        attempt,
+                    } => {
+                        self.start_container(&pod, &pod_value, &name, init, attempt)
+                            .await
+                    }
+                    Action::KillContainer {
+                        name,
+                        reason,
+                        grace,
+                    } => self.kill_container(&pod, &name, reason, grace),
                     Action::RemoveRun { id } => self.remove_run(&id).await,
                     Action::TeardownSandbox => self.teardown(&pod).await,
                     Action::Finalize => {
@@ -247,7 +307,9 @@ impl Worker {
             if acted {
                 continue;
             }
-            let wake = decided.wake_at.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let wake = decided
+                .wake_at
+                .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             let sleep = async {
                 match wake {
                     Some(d) => tokio::time::sleep(d).await,
@@ -280,11 +342,26 @@ impl Worker {
 
     fn observe(&mut self, event: WorkerEvent) {
         match event {
-            WorkerEvent::Exited { name, attempt, exit } => {
+            WorkerEvent::Exited {
+                name,
+                attempt,
+                exit,
+            } => {
                 self.stop_probes(&name);
                 self.shims.remove(&name);
-                let pod_name = self.last_pod.as_ref().and_then(|p| p.pointer("/metadata/name")).and_then(Value::as_str).unwrap_or("").to_string();
-                if let Some(run) = self.observed.runs.get_mut(&name).and_then(|runs| runs.iter_mut().find(|r| r.attempt == attempt)) {
+                let pod_name = self
+                    .last_pod
+                    .as_ref()
+                    .and_then(|p| p.pointer("/metadata/name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if let Some(run) = self
+                    .observed
+                    .runs
+                    .get_mut(&name)
+                    .and_then(|runs| runs.iter_mut().find(|r| r.attempt == attempt))
+                {
                     let started_at = run.state.started_at();
                     run.state = match exit {
                         ContainerExit::Exited(record) => RunState::Exited {
@@ -296,11 +373,16 @@ impl Worker {
                         },
                         ContainerExit::Unknown { reason } => {
                             tracing::warn!(pod = %pod_name, container = %name, %reason, "container ended without an exit record");
-                            RunState::Unknown { started_at, noticed_at: Utc::now() }
+                            RunState::Unknown {
+                                started_at,
+                                noticed_at: Utc::now(),
+                            }
                         }
                     };
                     // A run that lasted long enough resets the crash-loop back-off.
-                    if let (Some(start), Some(end)) = (run.state.started_at(), run.state.finished_at()) {
+                    if let (Some(start), Some(end)) =
+                        (run.state.started_at(), run.state.finished_at())
+                    {
                         if end - start >= super::observed::BACKOFF_RESET_AFTER {
                             self.observed.backoff.remove(&name);
                         }
@@ -318,13 +400,19 @@ impl Worker {
                 if current != Some(result.attempt) {
                     return;
                 }
-                let p = self.observed.probes.entry(result.container.clone()).or_default();
+                let p = self
+                    .observed
+                    .probes
+                    .entry(result.container.clone())
+                    .or_default();
                 match (result.kind, &result.outcome) {
                     (ProbeKind::Startup, Ok(())) => p.started = true,
                     (ProbeKind::Readiness, Ok(())) => p.ready = true,
                     (ProbeKind::Readiness, Err(_)) => p.ready = false,
                     (ProbeKind::Liveness, Ok(())) => {}
-                    (ProbeKind::Startup | ProbeKind::Liveness, Err(message)) => p.failed = Some(message.clone()),
+                    (ProbeKind::Startup | ProbeKind::Liveness, Err(message)) => {
+                        p.failed = Some(message.clone())
+                    }
                 }
             }
             WorkerEvent::Stopped { name } => {
@@ -334,7 +422,11 @@ impl Worker {
     }
 
     fn facts(&self) -> PodFacts {
-        PodFacts { pod_ip: self.observed.pod_ip.clone(), host_ip: self.node.host_ip.clone(), node_name: self.node.node_name.clone() }
+        PodFacts {
+            pod_ip: self.observed.pod_ip.clone(),
+            host_ip: self.node.host_ip.clone(),
+            node_name: self.node.node_name.clone(),
+        }
     }
 
     async fn create_sandbox(&mut self, pod: &Pod, pod_value: &Value) {
@@ -363,18 +455,30 @@ impl Worker {
             };
             if let Err(e) = self.node.runtime.create_sandbox(config).await {
                 let message = error_chain(&e);
-                self.record(None, EventType::Warning, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {message}"));
+                self.record(
+                    None,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {message}"),
+                );
                 return self.sandbox_failed(message);
             }
         }
         // The pod's network: an address on the node's pod network, before any container.
         if !host_network {
-            if let (Some(network), Some(sandbox)) = (&self.node.network, self.node.runtime.sandbox(&uid)) {
+            if let (Some(network), Some(sandbox)) =
+                (&self.node.network, self.node.runtime.sandbox(&uid))
+            {
                 if let Some(netns) = sandbox.netns_path() {
                     match network.attach(pod_value, &netns).await {
                         Ok(ip) => self.observed.pod_ip = Some(ip.to_string()),
                         Err(message) => {
-                            self.record(None, EventType::Warning, "FailedCreatePodSandBox", format!("Failed to set up the pod's network: {message}"));
+                            self.record(
+                                None,
+                                EventType::Warning,
+                                "FailedCreatePodSandBox",
+                                format!("Failed to set up the pod's network: {message}"),
+                            );
                             return self.sandbox_failed(message);
                         }
                     }
@@ -386,7 +490,9 @@ impl Worker {
         if let Err(message) = self.prepare_volumes(pod).await {
             return self.sandbox_failed(message);
         }
-        if let Err(e) = super::podfiles::write(&self.node, pod, &self.uid, self.observed.pod_ip.as_deref()) {
+        if let Err(e) =
+            super::podfiles::write(&self.node, pod, &self.uid, self.observed.pod_ip.as_deref())
+        {
             return self.sandbox_failed(format!("writing the pod's /etc files: {e}"));
         }
         self.observed.sandbox_error = None;
@@ -402,7 +508,8 @@ impl Worker {
     fn sandbox_failed(&mut self, message: String) {
         let backoff = self.observed.backoff.entry("*sandbox*".into()).or_default();
         backoff.count += 1;
-        let delay = chrono::Duration::seconds(1 << backoff.count.min(6)).min(chrono::Duration::seconds(60));
+        let delay =
+            chrono::Duration::seconds(1 << backoff.count.min(6)).min(chrono::Duration::seconds(60));
         self.observed.sandbox_error = Some(message);
         self.observed.sandbox_retry_at = Some(Utc::now() + delay);
     }
@@ -411,29 +518,57 @@ impl Worker {
     /// pod waits.
     async fn prepare_volumes(&mut self, pod: &Pod) -> Result<(), String> {
         let uid = PodUid::new(&self.uid).map_err(|e| e.to_string())?;
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let facts = self.facts();
-        let fs_group = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.fs_group).map(|g| g as u32);
-        for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        let fs_group = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|s| s.fs_group)
+            .map(|g| g as u32);
+        for volume in pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+        {
             let state = self.node.state.clone();
             let lookup = |kind: &str, name: &str| state.get(kind, &ns, name);
             let node_name = self.node.node_name.clone();
             let claim_state = self.node.state.clone();
-            let claim = |name: &str| crate::claims::volume_source(&claim_state, &ns, name, &node_name);
+            let claim =
+                |name: &str| crate::claims::volume_source(&claim_state, &ns, name, &node_name);
             let source = match super::volumes::volume_source(pod, volume, &facts, &lookup, &claim) {
                 Ok(s) => s,
                 Err(problem) => {
-                    let message = format!("MountVolume.SetUp failed for volume {:?} : {problem}", volume.name);
+                    let message = format!(
+                        "MountVolume.SetUp failed for volume {:?} : {problem}",
+                        volume.name
+                    );
                     self.record(None, EventType::Warning, "FailedMount", message.clone());
                     return Err(message);
                 }
             };
-            match self.node.runtime.prepare_volume(&uid, &volume.name, source, fs_group).await {
+            match self
+                .node
+                .runtime
+                .prepare_volume(&uid, &volume.name, source, fs_group)
+                .await
+            {
                 Ok(prepared) => {
                     self.volume_paths.insert(volume.name.clone(), prepared.path);
                 }
                 Err(e) => {
-                    let message = format!("MountVolume.SetUp failed for volume {:?} : {}", volume.name, error_chain(&e));
+                    let message = format!(
+                        "MountVolume.SetUp failed for volume {:?} : {}",
+                        volume.name,
+                        error_chain(&e)
+                    );
                     self.record(None, EventType::Warning, "FailedMount", message.clone());
                     return Err(message);
                 }
@@ -443,21 +578,46 @@ impl Worker {
     }
 
     fn start_failure(&mut self, name: &str, reason: &str, message: String, retry: Duration) {
-        self.record(Some(name), EventType::Warning, "Failed", format!("Error: {message}"));
+        self.record(
+            Some(name),
+            EventType::Warning,
+            "Failed",
+            format!("Error: {message}"),
+        );
         self.observed.failures.insert(
             name.to_string(),
-            StartFailure { reason: reason.to_string(), message, retry_at: Utc::now() + chrono::Duration::from_std(retry).unwrap_or_default() },
+            StartFailure {
+                reason: reason.to_string(),
+                message,
+                retry_at: Utc::now() + chrono::Duration::from_std(retry).unwrap_or_default(),
+            },
         );
     }
 
-    async fn start_container(&mut self, pod: &Pod, pod_value: &Value, name: &str, init: bool, attempt: u32) {
-        let Some(container) = find_container(pod, name, init).cloned() else { return };
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    async fn start_container(
+        &mut self,
+        pod: &Pod,
+        pod_value: &Value,
+        name: &str,
+        init: bool,
+        attempt: u32,
+    ) {
+        let Some(container) = find_container(pod, name, init).cloned() else {
+            return;
+        };
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
 
         // The image, by its pull policy.
         let reference = container.image.clone().unwrap_or_default();
-        let policy = container.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let policy = container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
         let secrets: Vec<Arc<Value>> = pod
             .spec
             .as_ref()
@@ -467,23 +627,45 @@ impl Worker {
             .filter_map(|r| self.node.state.get("Secret", &ns, &r.name))
             .collect();
         let events = self.node.events.clone();
-        let involved = self.involved().with_field_path(format!("spec.containers{{{name}}}"));
+        let involved = self
+            .involved()
+            .with_field_path(format!("spec.containers{{{name}}}"));
         let report = move |t: EventType, reason: &'static str, message: String| {
             events.record(involved.clone(), t, reason, message, "kubelet");
         };
-        let image = match self.node.images.ensure(&reference, &policy, &secrets, &report).await {
+        let image = match self
+            .node
+            .images
+            .ensure(&reference, &policy, &secrets, &report)
+            .await
+        {
             Ok(image) => image,
             Err(failure) => {
                 let previous = self.observed.failures.get(name).map(|f| f.reason.clone());
-                let backoff = self.observed.backoff.entry(format!("image:{name}")).or_default();
+                let backoff = self
+                    .observed
+                    .backoff
+                    .entry(format!("image:{name}"))
+                    .or_default();
                 backoff.count += 1;
-                let delay = backoff.delay().to_std().unwrap_or(Duration::from_secs(10)).max(Duration::from_secs(1));
+                let delay = backoff
+                    .delay()
+                    .to_std()
+                    .unwrap_or(Duration::from_secs(10))
+                    .max(Duration::from_secs(1));
                 let reason = match (failure.reason, previous.as_deref()) {
-                    ("ErrImagePull", Some("ErrImagePull" | "ImagePullBackOff")) => "ImagePullBackOff",
+                    ("ErrImagePull", Some("ErrImagePull" | "ImagePullBackOff")) => {
+                        "ImagePullBackOff"
+                    }
                     (r, _) => r,
                 };
                 if reason == "ImagePullBackOff" {
-                    self.record(Some(name), EventType::Normal, "BackOff", format!("Back-off pulling image {reference:?}"));
+                    self.record(
+                        Some(name),
+                        EventType::Normal,
+                        "BackOff",
+                        format!("Back-off pulling image {reference:?}"),
+                    );
                 }
                 self.start_failure(name, reason, failure.message, delay);
                 return;
@@ -492,7 +674,13 @@ impl Worker {
         self.observed.backoff.remove(&format!("image:{name}"));
 
         // Environment, config and mounts.
-        if self.volume_paths.is_empty() && pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| !v.is_empty()) {
+        if self.volume_paths.is_empty()
+            && pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.volumes.as_ref())
+                .is_some_and(|v| !v.is_empty())
+        {
             if let Err(message) = self.prepare_volumes(pod).await {
                 self.start_failure(name, "CreateContainerConfigError", message, CONFIG_RETRY);
                 return;
@@ -502,19 +690,53 @@ impl Worker {
         let lookup = |kind: &str, n: &str| state.get(kind, &ns, n);
         let env = match environment(pod, &container, &self.facts(), &lookup) {
             Ok(env) => env,
-            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+            Err(e) => {
+                return self.start_failure(
+                    name,
+                    "CreateContainerConfigError",
+                    e.to_string(),
+                    CONFIG_RETRY,
+                );
+            }
         };
-        let config = match container_config(pod, &container, env.clone(), image.config.user.as_deref(), self.node.node_memory) {
+        let config = match container_config(
+            pod,
+            &container,
+            env.clone(),
+            image.config.user.as_deref(),
+            self.node.node_memory,
+        ) {
             Ok(c) => c,
-            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+            Err(e) => {
+                return self.start_failure(
+                    name,
+                    "CreateContainerConfigError",
+                    e.to_string(),
+                    CONFIG_RETRY,
+                );
+            }
         };
         let container_mounts = match mounts(&container, &self.volume_paths, &env) {
             Ok(m) => m,
-            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+            Err(e) => {
+                return self.start_failure(
+                    name,
+                    "CreateContainerConfigError",
+                    e.to_string(),
+                    CONFIG_RETRY,
+                );
+            }
         };
         let id = match ContainerId::new(format!("{}-{name}-{attempt}", self.uid)) {
             Ok(id) => id,
-            Err(e) => return self.start_failure(name, "CreateContainerConfigError", e.to_string(), CONFIG_RETRY),
+            Err(e) => {
+                return self.start_failure(
+                    name,
+                    "CreateContainerConfigError",
+                    e.to_string(),
+                    CONFIG_RETRY,
+                );
+            }
         };
         let uid = PodUid::new(&self.uid).expect("checked when the sandbox was made");
         // A leftover of this exact run (a crash between start and record) is removed first.
@@ -536,7 +758,9 @@ impl Worker {
         let request = ContainerRequest {
             id: id.clone(),
             pod: uid,
-            rootfs: RootfsSource::Overlay { lower_dirs: image.layer_dirs() },
+            rootfs: RootfsSource::Overlay {
+                lower_dirs: image.layer_dirs(),
+            },
             image: image.config.clone(),
             config,
             mounts: container_mounts,
@@ -546,13 +770,22 @@ impl Worker {
         };
         // Crash-loop back-off counts restarts.
         if attempt > 0 {
-            self.observed.backoff.entry(name.to_string()).or_default().count += 1;
+            self.observed
+                .backoff
+                .entry(name.to_string())
+                .or_default()
+                .count += 1;
         }
         match self.node.runtime.start_container(request).await {
             Ok(shim) => {
                 self.observed.failures.remove(name);
                 let started_at = parse_time(shim.started_at()).unwrap_or_else(Utc::now);
-                self.record(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
+                self.record(
+                    Some(name),
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {name}"),
+                );
                 let run = ContainerRun {
                     id: id.as_str().to_string(),
                     name: name.to_string(),
@@ -562,15 +795,29 @@ impl Worker {
                     image: reference,
                     image_id,
                 };
-                self.observed.runs.entry(name.to_string()).or_default().push(run);
+                self.observed
+                    .runs
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(run);
                 let probes = self.observed.probes.entry(name.to_string()).or_default();
                 probes.started = container.startup_probe.is_none();
-                probes.ready = container.readiness_probe.is_none() && container.startup_probe.is_none();
+                probes.ready =
+                    container.readiness_probe.is_none() && container.startup_probe.is_none();
                 probes.failed = None;
                 if let Some(sig) = image.stop_signal.as_deref().and_then(signal_number) {
                     self.stop_signals.insert(name.to_string(), sig);
                 }
-                self.node.register_run(&self.uid, name, RunRef { id: id.clone(), attempt, running: true, log_path });
+                self.node.register_run(
+                    &self.uid,
+                    name,
+                    RunRef {
+                        id: id.clone(),
+                        attempt,
+                        running: true,
+                        log_path,
+                    },
+                );
                 self.watch_exit(name, attempt, shim.clone());
                 self.start_probes(pod_value, &container, &id, attempt);
                 self.shims.insert(name.to_string(), shim);
@@ -580,24 +827,54 @@ impl Worker {
             }
             Err(e) => {
                 let message = error_chain(&e);
-                let delay = self.observed.backoff.get(name).copied().unwrap_or_default().delay();
-                self.start_failure(name, "RunContainerError", message, delay.to_std().unwrap_or_default().max(Duration::from_secs(1)));
+                let delay = self
+                    .observed
+                    .backoff
+                    .get(name)
+                    .copied()
+                    .unwrap_or_default()
+                    .delay();
+                self.start_failure(
+                    name,
+                    "RunContainerError",
+                    message,
+                    delay
+                        .to_std()
+                        .unwrap_or_default()
+                        .max(Duration::from_secs(1)),
+                );
             }
         }
     }
 
-    fn start_probes(&mut self, pod_value: &Value, container: &Container, id: &ContainerId, attempt: u32) {
-        if container.startup_probe.is_none() && container.readiness_probe.is_none() && container.liveness_probe.is_none() {
+    fn start_probes(
+        &mut self,
+        pod_value: &Value,
+        container: &Container,
+        id: &ContainerId,
+        attempt: u32,
+    ) {
+        if container.startup_probe.is_none()
+            && container.readiness_probe.is_none()
+            && container.liveness_probe.is_none()
+        {
             return;
         }
-        let netns = PodUid::new(&self.uid).ok().and_then(|u| self.node.runtime.sandbox(&u)).and_then(|s| s.netns_path());
+        let netns = PodUid::new(&self.uid)
+            .ok()
+            .and_then(|u| self.node.runtime.sandbox(&u))
+            .and_then(|s| s.netns_path());
         let target = ProbeTarget {
             runtime: self.node.runtime.clone(),
             container_id: id.clone(),
             container: container.clone(),
             attempt,
             netns,
-            pod_ip: self.observed.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            pod_ip: self
+                .observed
+                .pod_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok()),
             involved: InvolvedObject::of(pod_value),
             events: self.node.events.clone(),
         };
@@ -625,30 +902,63 @@ impl Worker {
         tokio::spawn(async move {
             let exit = match shim.wait().await {
                 Ok(exit) => exit,
-                Err(e) => ContainerExit::Unknown { reason: error_chain(&e) },
+                Err(e) => ContainerExit::Unknown {
+                    reason: error_chain(&e),
+                },
             };
-            let _ = tx.send(WorkerEvent::Exited { name, attempt, exit }).await;
+            let _ = tx
+                .send(WorkerEvent::Exited {
+                    name,
+                    attempt,
+                    exit,
+                })
+                .await;
         });
     }
 
-    fn kill_container(&mut self, pod: &Pod, name: &str, reason: KillReason, grace: chrono::Duration) {
-        let Some(shim) = self.shims.get(name).cloned() else { return };
+    fn kill_container(
+        &mut self,
+        pod: &Pod,
+        name: &str,
+        reason: KillReason,
+        grace: chrono::Duration,
+    ) {
+        let Some(shim) = self.shims.get(name).cloned() else {
+            return;
+        };
         self.observed.stopping.insert(name.to_string());
         let message = match &reason {
-            KillReason::ProbeFailed(m) => format!("Container {name} failed: {m}, will be restarted"),
-            KillReason::PodDeleted | KillReason::DeadlineExceeded => format!("Stopping container {name}"),
+            KillReason::ProbeFailed(m) => {
+                format!("Container {name} failed: {m}, will be restarted")
+            }
+            KillReason::PodDeleted | KillReason::DeadlineExceeded => {
+                format!("Stopping container {name}")
+            }
             KillReason::Fenced => format!("Stopping container {name}: this node is fenced"),
         };
         self.record(Some(name), EventType::Normal, "Killing", message);
         // No preStop hook when the pod's deadline or a probe kills it? kubelet runs preStop for
         // every kill; so does berth.
-        let container = find_container(pod, name, false).or_else(|| find_container(pod, name, true)).cloned();
-        let pre_stop = container.as_ref().and_then(|c| c.lifecycle.as_ref()).and_then(|l| l.pre_stop.as_ref()).cloned();
-        let signal = self.stop_signals.get(name).copied().unwrap_or(libc::SIGTERM);
+        let container = find_container(pod, name, false)
+            .or_else(|| find_container(pod, name, true))
+            .cloned();
+        let pre_stop = container
+            .as_ref()
+            .and_then(|c| c.lifecycle.as_ref())
+            .and_then(|l| l.pre_stop.as_ref())
+            .cloned();
+        let signal = self
+            .stop_signals
+            .get(name)
+            .copied()
+            .unwrap_or(libc::SIGTERM);
         let runtime = self.node.runtime.clone();
         let tx = self.events_tx.clone();
         let name = name.to_string();
-        let netns = PodUid::new(&self.uid).ok().and_then(|u| self.node.runtime.sandbox(&u)).and_then(|s| s.netns_path());
+        let netns = PodUid::new(&self.uid)
+            .ok()
+            .and_then(|u| self.node.runtime.sandbox(&u))
+            .and_then(|s| s.netns_path());
         let pod_ip = self.observed.pod_ip.clone();
         let grace = grace.to_std().unwrap_or_default();
         tokio::spawn(async move {
@@ -659,32 +969,51 @@ impl Worker {
                 if let Some(exec) = &hook.exec {
                     exec_hook = Some(ExecRequest::new(exec.command.clone().unwrap_or_default()));
                 } else if let Some(sleep) = &hook.sleep {
-                    tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(grace)).await;
+                    tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(grace))
+                        .await;
                 } else if let Some(http) = &hook.http_get {
                     let port = match &http.port {
-                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p as u16,
-                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(n) => container
-                            .as_ref()
-                            .and_then(|c| c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(n)))
-                            .map(|p| p.container_port as u16)
-                            .unwrap_or(0),
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => {
+                            *p as u16
+                        }
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(n) => {
+                            container
+                                .as_ref()
+                                .and_then(|c| {
+                                    c.ports
+                                        .iter()
+                                        .flatten()
+                                        .find(|p| p.name.as_deref() == Some(n))
+                                })
+                                .map(|p| p.container_port as u16)
+                                .unwrap_or(0)
+                        }
                     };
-                    let ip = pod_ip.and_then(|ip| ip.parse().ok()).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+                    let ip = pod_ip
+                        .and_then(|ip| ip.parse().ok())
+                        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
                     let path = http.path.clone().unwrap_or_else(|| "/".into());
                     let addr = std::net::SocketAddr::new(ip, port);
                     if let Ok(mut s) = probe::connect_in_netns(netns, addr, grace).await {
                         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                        let req = format!(
+                            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+                        );
                         let _ = s.write_all(req.as_bytes()).await;
                         let mut buf = [0u8; 64];
                         let _ = tokio::time::timeout(grace, s.read(&mut buf)).await;
                     }
                 }
                 if exec_hook.is_none() {
-                    remaining = grace.saturating_sub(started.elapsed()).max(berth_runtime::container::MIN_GRACE_AFTER_HOOK);
+                    remaining = grace
+                        .saturating_sub(started.elapsed())
+                        .max(berth_runtime::container::MIN_GRACE_AFTER_HOOK);
                 }
             }
-            if let Err(e) = runtime.stop_container(&shim, signal, remaining, exec_hook.as_ref()).await {
+            if let Err(e) = runtime
+                .stop_container(&shim, signal, remaining, exec_hook.as_ref())
+                .await
+            {
                 tracing::warn!(container = %shim.id(), error = %error_chain(&e), "stopping a container failed");
             }
             let _ = tx.send(WorkerEvent::Stopped { name }).await;
@@ -707,8 +1036,16 @@ impl Worker {
     /// Removes the pod's containers, volumes (not claims), network and sandbox. Logs stay.
     async fn teardown(&mut self, pod: &Pod) {
         self.stop_probes_all();
-        let Ok(uid) = PodUid::new(&self.uid) else { return };
-        let ids: Vec<String> = self.observed.runs.values().flatten().map(|r| r.id.clone()).collect();
+        let Ok(uid) = PodUid::new(&self.uid) else {
+            return;
+        };
+        let ids: Vec<String> = self
+            .observed
+            .runs
+            .values()
+            .flatten()
+            .map(|r| r.id.clone())
+            .collect();
         for id in ids {
             if let Ok(cid) = ContainerId::new(&id) {
                 if let Err(e) = self.node.runtime.remove_container(&cid, true).await {
@@ -769,7 +1106,11 @@ impl Worker {
         }
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let command = Command::UpdateStatus { key: ObjectKey::new("Pod", &ns, &name), status: status.clone(), precondition_resource_version: None };
+        let command = Command::UpdateStatus {
+            key: ObjectKey::new("Pod", &ns, &name),
+            status: status.clone(),
+            precondition_resource_version: None,
+        };
         match self.node.state.propose(command).await {
             Ok(_) => self.last_status = status,
             Err(e) => tracing::debug!(pod = %name, error = %e, "publishing pod status failed"),
@@ -780,7 +1121,10 @@ impl Worker {
 fn find_container<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     if init {
-        spec.init_containers.as_ref()?.iter().find(|c| c.name == name)
+        spec.init_containers
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == name)
     } else {
         spec.containers.iter().find(|c| c.name == name)
     }
@@ -789,17 +1133,24 @@ fn find_container<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Contai
 /// A pod gone from the state is stopped like a deleted pod.
 fn mark_deleted(mut pod: Pod) -> Pod {
     if pod.metadata.deletion_timestamp.is_none() {
-        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         let at = Timestamp::now().plus_seconds(grace);
-        pod.metadata.deletion_timestamp = k8s_openapi::jiff::Timestamp::from_second(at.unix_seconds())
-            .ok()
-            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+        pod.metadata.deletion_timestamp =
+            k8s_openapi::jiff::Timestamp::from_second(at.unix_seconds())
+                .ok()
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
     }
     pod
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `docker.io/library/busybox@sha256:...`, as kubelet reports imageID.
@@ -807,9 +1158,21 @@ fn image_id(image: &berth_runtime::image::Image) -> String {
     let repo = image
         .references
         .first()
-        .map(|r| r.split('@').next().unwrap_or(r).rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map_or(r.as_str(), |(repo, _)| repo).to_string())
+        .map(|r| {
+            r.split('@')
+                .next()
+                .unwrap_or(r)
+                .rsplit_once(':')
+                .filter(|(_, tag)| !tag.contains('/'))
+                .map_or(r.as_str(), |(repo, _)| repo)
+                .to_string()
+        })
         .unwrap_or_default();
-    if repo.is_empty() { image.manifest_digest.to_string() } else { format!("{repo}@{}", image.manifest_digest) }
+    if repo.is_empty() {
+        image.manifest_digest.to_string()
+    } else {
+        format!("{repo}@{}", image.manifest_digest)
+    }
 }
 
 /// `SIGQUIT`, `QUIT`, `3` to a signal number.

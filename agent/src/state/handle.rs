@@ -137,7 +137,9 @@ pub enum ProposeError {
     },
     /// No majority of voters is reachable (or no leader is elected): writes are refused,
     /// reads keep working from this host's replica.
-    #[error("no quorum: {reason}; writes are refused until a majority of the cluster's voters is reachable (reads still work)")]
+    #[error(
+        "no quorum: {reason}; writes are refused until a majority of the cluster's voters is reachable (reads still work)"
+    )]
     NoQuorum {
         /// What was observed.
         reason: String,
@@ -193,9 +195,10 @@ impl ForwardAnswer {
             Ok(applied) => ForwardAnswer::Applied(applied),
             Err(ProposeError::Rejected(rejection)) => ForwardAnswer::Rejected(rejection),
             Err(ProposeError::NoQuorum { reason }) => ForwardAnswer::NoQuorum(reason),
-            Err(ProposeError::NotLeader { leader }) => {
-                ForwardAnswer::NoQuorum(format!("leadership moved while the write was forwarded{}", leader_hint(&leader)))
-            }
+            Err(ProposeError::NotLeader { leader }) => ForwardAnswer::NoQuorum(format!(
+                "leadership moved while the write was forwarded{}",
+                leader_hint(&leader)
+            )),
             Err(other) => ForwardAnswer::Failed(other.to_string()),
         }
     }
@@ -329,7 +332,10 @@ impl State {
         let raft = Raft::new(
             node_id,
             Arc::new(raft_config),
-            PeerNetwork { node_id, tls: config.peer_tls.clone() },
+            PeerNetwork {
+                node_id,
+                tls: config.peer_tls.clone(),
+            },
             LogStore::new(store.clone()),
             machine,
         )
@@ -374,7 +380,10 @@ impl State {
         };
         if !raft.is_initialized().await.map_err(stopped)? {
             if !config.bootstrap {
-                tracing::info!(node_id, "the state is empty: waiting for the leader to add this host");
+                tracing::info!(
+                    node_id,
+                    "the state is empty: waiting for the leader to add this host"
+                );
                 return Ok(());
             }
             let member = Member {
@@ -457,7 +466,9 @@ impl State {
             }
         }
         match leader {
-            None => Err(ProposeError::NoQuorum { reason: "no leader is elected".to_string() }),
+            None => Err(ProposeError::NoQuorum {
+                reason: "no leader is elected".to_string(),
+            }),
             Some(id) if id == self.inner.node_id => self.propose_local(command).await,
             Some(_) => self.forward(command).await,
         }
@@ -472,7 +483,9 @@ impl State {
         let written = tokio::time::timeout(timeout, self.inner.raft.client_write(command)).await;
         let Ok(written) = written else {
             return Err(ProposeError::NoQuorum {
-                reason: format!("the write was not committed within {timeout:?} (it is applied later if a majority returns)"),
+                reason: format!(
+                    "the write was not committed within {timeout:?} (it is applied later if a majority returns)"
+                ),
             });
         };
         match written {
@@ -500,7 +513,10 @@ impl State {
         let voters = metrics.membership_config.membership().voter_ids().count();
         match metrics.millis_since_quorum_ack {
             Some(ms) if voters > 1 && ms > QUORUM_SILENCE_MS => Err(ProposeError::NoQuorum {
-                reason: format!("this host leads but has not heard from a majority of its {voters} voters for {:.1}s", ms as f64 / 1000.0),
+                reason: format!(
+                    "this host leads but has not heard from a majority of its {voters} voters for {:.1}s",
+                    ms as f64 / 1000.0
+                ),
             }),
             _ => Ok(()),
         }
@@ -511,41 +527,74 @@ impl State {
         let (leader_id, member) = {
             let metrics = self.inner.raft.metrics().borrow().clone();
             let Some(id) = metrics.current_leader else {
-                return Err(ProposeError::NoQuorum { reason: "no leader is elected".to_string() });
+                return Err(ProposeError::NoQuorum {
+                    reason: "no leader is elected".to_string(),
+                });
             };
             match metrics.membership_config.membership().get_node(&id) {
                 Some(member) => (id, member.clone()),
-                None => return Err(ProposeError::NoQuorum { reason: format!("the leader {id} is not in the membership") }),
+                None => {
+                    return Err(ProposeError::NoQuorum {
+                        reason: format!("the leader {id} is not in the membership"),
+                    });
+                }
             }
         };
         let client = {
-            let mut slot = self.inner.leader_client.lock().expect("leader client lock poisoned");
+            let mut slot = self
+                .inner
+                .leader_client
+                .lock()
+                .expect("leader client lock poisoned");
             match slot.as_ref() {
                 Some(client) if client.address() == member.address => client.clone(),
                 _ => {
-                    let client = PeerClient::new(member.address.clone(), self.inner.peer_tls.clone());
+                    let client =
+                        PeerClient::new(member.address.clone(), self.inner.peer_tls.clone());
                     *slot = Some(client.clone());
                     client
                 }
             }
         };
         let timeout = self.inner.write_timeout + Duration::from_secs(1);
-        let answer: Result<ForwardAnswer, PeerError> = client.post(paths::PROPOSE, &command, timeout).await;
+        let answer: Result<ForwardAnswer, PeerError> =
+            client.post(paths::PROPOSE, &command, timeout).await;
         let applied = match answer {
             Ok(ForwardAnswer::Applied(applied)) => applied,
-            Ok(ForwardAnswer::Rejected(rejection)) => return Err(ProposeError::Rejected(rejection)),
+            Ok(ForwardAnswer::Rejected(rejection)) => {
+                return Err(ProposeError::Rejected(rejection));
+            }
             Ok(ForwardAnswer::NoQuorum(reason)) => return Err(ProposeError::NoQuorum { reason }),
-            Ok(ForwardAnswer::Failed(message)) => return Err(ProposeError::Remote { leader: member, message }),
+            Ok(ForwardAnswer::Failed(message)) => {
+                return Err(ProposeError::Remote {
+                    leader: member,
+                    message,
+                });
+            }
             Err(PeerError::Timeout { timeout, .. }) => {
-                return Err(ProposeError::NoQuorum { reason: format!("the leader {member} (node {leader_id}) did not answer within {timeout:?}") });
+                return Err(ProposeError::NoQuorum {
+                    reason: format!(
+                        "the leader {member} (node {leader_id}) did not answer within {timeout:?}"
+                    ),
+                });
             }
             Err(error) => {
-                return Err(ProposeError::NoQuorum { reason: format!("the leader {member} (node {leader_id}) cannot be reached ({error})") });
+                return Err(ProposeError::NoQuorum {
+                    reason: format!(
+                        "the leader {member} (node {leader_id}) cannot be reached ({error})"
+                    ),
+                });
             }
         };
         // Read-your-writes: callers re-read the state right after proposing.
         let wait = self.inner.raft.wait(Some(Duration::from_secs(5)));
-        if let Err(error) = wait.applied_index_at_least(Some(applied.revision), "the forwarded write is applied here").await {
+        if let Err(error) = wait
+            .applied_index_at_least(
+                Some(applied.revision),
+                "the forwarded write is applied here",
+            )
+            .await
+        {
             tracing::warn!(revision = applied.revision, %error, "a forwarded write is not applied on this host yet");
         }
         Ok(applied)

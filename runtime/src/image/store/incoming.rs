@@ -64,7 +64,9 @@ impl ImageStore {
             let boot = current_boot_id();
             let recorded = fs::read_to_string(&stamp).unwrap_or_default();
             if recorded.trim() != boot {
-                for entry in fs::read_dir(&dir).map_err(|source| StoreError::io("read", &dir, source))? {
+                for entry in
+                    fs::read_dir(&dir).map_err(|source| StoreError::io("read", &dir, source))?
+                {
                     let entry = entry.map_err(|source| StoreError::io("read", &dir, source))?;
                     let name = entry.file_name().to_string_lossy().into_owned();
                     if name == "active" || name.ends_with(".lock") || name.ends_with(".partial") {
@@ -76,7 +78,8 @@ impl ImageStore {
                         _ => fs::remove_file(&path),
                     };
                 }
-                fs::write(&stamp, &boot).map_err(|source| StoreError::io("write", &stamp, source))?;
+                fs::write(&stamp, &boot)
+                    .map_err(|source| StoreError::io("write", &stamp, source))?;
             }
             drop(exclusive);
         }
