@@ -1,6 +1,10 @@
 //! The scheduler: binds each pending pod to a node chosen by [`super::placement`], or
 //! records why none fits (the PodScheduled condition and a FailedScheduling event), and
 //! pins a new claim to the node of the first pod that uses it.
+//!
+//! A binding carries the pod's assignment epoch ([`crate::claims::epoch::ASSIGNMENT_EPOCH`])
+//! in the same command: the fencing token the kubelet checks against a claim directory's
+//! owner file, so a stale copy of the pod never starts over data a newer one used.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +14,9 @@ use serde_json::{Value, json};
 
 use super::placement::{self, NodeInfo};
 use super::{Context, next_change};
+use crate::claims::epoch::{ASSIGNMENT_EPOCH, epoch_for_binding};
 use crate::events::{EventType, InvolvedObject};
-use crate::state::{Command, ObjectKey, Timestamp};
+use crate::state::{Command, ObjectKey, Revision, Timestamp};
 
 /// The annotation that says which node holds a claim's directory.
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
@@ -82,8 +87,9 @@ pub async fn schedule_pending(ctx: &Context) {
         let now = Timestamp::now();
         match placement::place(&pod, &nodes, &placed, &claims) {
             Ok(node) => {
-                let mut bound = (**stored).clone();
-                bound["spec"]["nodeName"] = json!(node);
+                // Planned now: the state holds every binding committed before this one (each
+                // proposal below returns once applied here), so the epoch is above theirs.
+                let bound = bind(stored, &node, ctx.state.revision());
                 let mut status = stored.get("status").cloned().unwrap_or_else(|| json!({}));
                 set_scheduled(&mut status, true, None, now);
                 if status.get("phase").is_none() {
@@ -185,6 +191,20 @@ pub async fn schedule_pending(ctx: &Context) {
     }
 }
 
+/// The pod `stored` bound to `node`, with the assignment epoch of a binding planned at
+/// revision `planned_at`. Any epoch already on the pod (copied from a manifest) is replaced:
+/// only the binding decides it.
+fn bind(stored: &Value, node: &str, planned_at: Revision) -> Value {
+    let mut bound = stored.clone();
+    bound["spec"]["nodeName"] = json!(node);
+    if !bound["metadata"]["annotations"].is_object() {
+        bound["metadata"]["annotations"] = json!({});
+    }
+    bound["metadata"]["annotations"][ASSIGNMENT_EPOCH] =
+        json!(epoch_for_binding(planned_at).to_string());
+    bound
+}
+
 fn set_scheduled(status: &mut Value, ok: bool, message: Option<&str>, now: Timestamp) {
     let mut conditions: Vec<Value> = status
         .get("conditions")
@@ -199,4 +219,121 @@ fn set_scheduled(status: &mut Value, ok: bool, message: Option<&str>, now: Times
     }
     conditions.push(c);
     status["conditions"] = json!(conditions);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::epoch::assignment_epoch;
+    use crate::state::{State, StateConfig};
+
+    const NODE: &str = "n1";
+
+    fn pod(name: &str, node_name: Option<&str>) -> Value {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        if let Some(n) = node_name {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    }
+
+    async fn open(dir: &std::path::Path) -> Context {
+        let mut config = StateConfig::new(dir, NODE);
+        // Snapshots (and a purged log) every few entries: epochs must survive them too.
+        config.snapshot_after_entries = 5;
+        config.entries_kept_after_snapshot = 1;
+        let state = State::open(config).await.unwrap();
+        Context {
+            events: crate::events::Recorder::discard(),
+            state,
+            node_name: NODE.into(),
+        }
+    }
+
+    async fn create(ctx: &Context, object: Value) {
+        let uid = uuid::Uuid::new_v4().to_string();
+        ctx.state
+            .propose(Command::create(object, uid, Timestamp::now()))
+            .await
+            .unwrap();
+    }
+
+    /// (epoch, the binding's own revision) of a bound pod.
+    fn binding(ctx: &Context, name: &str) -> (u64, u64) {
+        let p = ctx.state.get("Pod", "default", name).unwrap();
+        assert_eq!(p["spec"]["nodeName"], NODE, "{name} is bound");
+        let rv: u64 = p["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (assignment_epoch(&p).unwrap(), rv)
+    }
+
+    #[tokio::test]
+    async fn every_binding_carries_an_epoch_above_all_earlier_ones_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = open(dir.path()).await;
+        create(
+            &ctx,
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
+        .await;
+        let mut epochs = Vec::new();
+        // One pod per pass, then several in one pass.
+        for name in ["a", "b"] {
+            create(&ctx, pod(name, None)).await;
+            schedule_pending(&ctx).await;
+            epochs.push(binding(&ctx, name));
+        }
+        for name in ["c", "d", "e"] {
+            create(&ctx, pod(name, None)).await;
+        }
+        schedule_pending(&ctx).await;
+        for name in ["c", "d", "e"] {
+            epochs.push(binding(&ctx, name));
+        }
+        // A pod created bound gets no epoch from the scheduler (the kubelet counts it as 0).
+        create(&ctx, pod("hand", Some(NODE))).await;
+        schedule_pending(&ctx).await;
+        let hand = ctx.state.get("Pod", "default", "hand").unwrap();
+        assert!(hand.pointer("/metadata/annotations").is_none(), "{hand}");
+        assert_eq!(assignment_epoch(&hand).unwrap(), 0);
+
+        // The revisions (and so the epochs) go on growing after the agent restarts.
+        ctx.state.shutdown().await;
+        let ctx = open(dir.path()).await;
+        create(&ctx, pod("f", None)).await;
+        schedule_pending(&ctx).await;
+        epochs.push(binding(&ctx, "f"));
+
+        for (epoch, rv) in &epochs {
+            assert!(
+                *epoch >= 1 && epoch <= rv,
+                "an epoch is at most its binding's revision: {epochs:?}"
+            );
+        }
+        for pair in epochs.windows(2) {
+            assert!(
+                pair[1].0 > pair[0].1,
+                "each epoch is above the revision of every earlier binding: {epochs:?}"
+            );
+        }
+        ctx.state.shutdown().await;
+    }
+
+    #[test]
+    fn binding_replaces_an_epoch_copied_from_a_manifest() {
+        let stored = json!({"metadata": {"name": "p", "annotations": {ASSIGNMENT_EPOCH: "999999", "keep": "me"}},
+            "spec": {}});
+        let bound = bind(&stored, "n2", 41);
+        assert_eq!(bound["spec"]["nodeName"], "n2");
+        assert_eq!(bound["metadata"]["annotations"][ASSIGNMENT_EPOCH], "42");
+        assert_eq!(bound["metadata"]["annotations"]["keep"], "me");
+        let bare = bind(&json!({"metadata": {"name": "p"}, "spec": {}}), "n2", 7);
+        assert_eq!(bare["metadata"]["annotations"][ASSIGNMENT_EPOCH], "8");
+    }
 }

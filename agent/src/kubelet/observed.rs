@@ -90,6 +90,16 @@ pub struct StartFailure {
     pub retry_at: DateTime<Utc>,
 }
 
+/// Why the pod's claim directories refuse this pod (see [`crate::claims::epoch`]): shown as
+/// the pod's reason and its containers' waiting reason until a check passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRefusal {
+    /// `StaleAssignment` or `ClaimOwnerError`.
+    pub reason: String,
+    /// What was found and how to resolve it.
+    pub message: String,
+}
+
 /// Probe results of the current run of a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProbeResults {
@@ -149,6 +159,13 @@ pub struct Observed {
     /// This host fenced itself (it cannot commit its heartbeat) and this pod is one it must
     /// not run meanwhile (a StatefulSet pod or a pod with claims).
     pub fenced: bool,
+    /// The owner files of the pod's claim directories record this pod's assignment: checked
+    /// since the worker began (or the host's fence last rose). Containers start only then.
+    pub claims_owned: bool,
+    /// The last check refused the pod, and why.
+    pub claim_refusal: Option<ClaimRefusal>,
+    /// When to check the claims again after a refusal.
+    pub claims_retry_at: Option<DateTime<Utc>>,
 }
 
 impl Observed {

@@ -23,6 +23,9 @@ pub enum KillReason {
 /// One step for the pod worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Check the owner files of the pod's claim directories and record its assignment
+    /// (before anything of the pod is set up or started).
+    OwnClaims,
     /// Create the namespaces, cgroup and volumes.
     CreateSandbox,
     /// Start a run of a container (`attempt` is its restart count).
@@ -102,6 +105,14 @@ fn app_containers(pod: &Pod) -> &[Container] {
         .as_ref()
         .map(|s| s.containers.as_slice())
         .unwrap_or(&[])
+}
+
+/// Does the pod mount any claim?
+pub fn has_claims(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| vs.iter().any(|v| v.persistent_volume_claim.is_some()))
 }
 
 /// Has the pod reached a phase it never leaves (all containers ended and none restarts)?
@@ -200,6 +211,16 @@ pub fn plan(pod: &Pod, observed: &Observed, now: DateTime<Utc>) -> Plan {
 
     if let Some(d) = deadline {
         plan.wake(d);
+    }
+    // A stale copy of the pod starts nothing: the claims' owner files are checked first, and
+    // after a refusal only again at `claims_retry_at` (containers already running are left to
+    // the fence and to deletion).
+    if !observed.claims_owned && has_claims(pod) {
+        match observed.claims_retry_at {
+            Some(at) if now < at => plan.wake(at),
+            _ => plan.actions.push(Action::OwnClaims),
+        }
+        return plan;
     }
     if !observed.sandbox_ready {
         match observed.sandbox_retry_at {
@@ -632,6 +653,71 @@ mod tests {
         assert!(
             !plan(&p, &o, t(60)).actions.is_empty(),
             "restarted once the fence is lifted"
+        );
+    }
+
+    #[test]
+    fn a_pod_with_claims_checks_their_owners_before_anything_starts() {
+        let p = pod(
+            json!({"spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-p"}}]}}),
+        );
+        // Before the sandbox, and before containers in an adopted empty sandbox.
+        assert_eq!(
+            plan(&p, &Observed::default(), t(0)).actions,
+            vec![Action::OwnClaims]
+        );
+        assert_eq!(
+            plan(&p, &observed(vec![]), t(0)).actions,
+            vec![Action::OwnClaims]
+        );
+        // Once owned: the sandbox, then the containers.
+        let owned = Observed {
+            claims_owned: true,
+            ..Observed::default()
+        };
+        assert_eq!(plan(&p, &owned, t(0)).actions, vec![Action::CreateSandbox]);
+        let mut ready = observed(vec![]);
+        ready.claims_owned = true;
+        assert_eq!(plan(&p, &ready, t(0)).actions, vec![start("app", false, 0)]);
+        // A crashed container restarts without a new check.
+        let mut crashed = observed(vec![exited("app", 0, false, 1, 1)]);
+        crashed.claims_owned = true;
+        assert_eq!(
+            plan(&p, &crashed, t(5)).actions,
+            vec![start("app", false, 1)]
+        );
+        // A pod without claims has nothing to check.
+        assert_eq!(
+            plan(&pod(json!({})), &Observed::default(), t(0)).actions,
+            vec![Action::CreateSandbox]
+        );
+    }
+
+    #[test]
+    fn a_refused_pod_starts_nothing_and_looks_again_only_at_its_time() {
+        let p = pod(
+            json!({"spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-p"}}]}}),
+        );
+        let refused = Observed {
+            claim_refusal: Some(crate::kubelet::observed::ClaimRefusal {
+                reason: "StaleAssignment".into(),
+                message: "stale".into(),
+            }),
+            claims_retry_at: Some(t(10)),
+            ..Observed::default()
+        };
+        let early = plan(&p, &refused, t(1));
+        assert!(early.actions.is_empty(), "{early:?}");
+        assert_eq!(early.wake_at, Some(t(10)));
+        assert_eq!(plan(&p, &refused, t(10)).actions, vec![Action::OwnClaims]);
+        // Deleting a refused pod needs no check: it is finalized.
+        let deleted = pod(
+            json!({"metadata": {"deletionTimestamp": "2027-01-15T08:00:00Z"},
+            "spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-p"}}]}}),
+        );
+        assert_eq!(
+            plan(&deleted, &refused, t(1)).actions,
+            vec![Action::Finalize]
         );
     }
 }

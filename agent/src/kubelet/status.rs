@@ -89,10 +89,11 @@ fn container_status(
     };
     match current {
         None => {
-            status["state"] = match observed.failures.get(&c.name) {
-                Some(f) => waiting(&f.reason, Some(f.message.clone())),
-                None if initializing => waiting("PodInitializing", None),
-                None => waiting("ContainerCreating", None),
+            status["state"] = match (&observed.claim_refusal, observed.failures.get(&c.name)) {
+                (Some(r), _) => waiting(&r.reason, Some(r.message.clone())),
+                (None, Some(f)) => waiting(&f.reason, Some(f.message.clone())),
+                (None, None) if initializing => waiting("PodInitializing", None),
+                (None, None) => waiting("ContainerCreating", None),
             };
         }
         Some(run) => match &run.state {
@@ -109,7 +110,10 @@ fn container_status(
                 let restarting = should_restart(policy, state) && deletion_time(pod).is_none();
                 let backing_off =
                     restarting && restart_time(observed, &c.name, state).is_some_and(|at| now < at);
-                if let Some(f) = observed.failures.get(&c.name).filter(|_| restarting) {
+                if let Some(r) = observed.claim_refusal.as_ref().filter(|_| restarting) {
+                    status["state"] = waiting(&r.reason, Some(r.message.clone()));
+                    status["lastState"] = json!({"terminated": terminated(run)});
+                } else if let Some(f) = observed.failures.get(&c.name).filter(|_| restarting) {
                     status["state"] = waiting(&f.reason, Some(f.message.clone()));
                     status["lastState"] = json!({"terminated": terminated(run)});
                 } else if backing_off {
@@ -263,6 +267,14 @@ pub fn pod_status(pod: &Pod, observed: &Observed, old: &Value, now: DateTime<Utc
             "Pod was active on the node longer than the specified deadline ({}s)",
             spec.and_then(|s| s.active_deadline_seconds).unwrap_or(0)
         ));
+    } else if let Some(r) = observed
+        .claim_refusal
+        .as_ref()
+        .filter(|_| phase != "Succeeded" && phase != "Failed")
+    {
+        // A pod its claims refuse says why on the pod itself (`get pod`, `describe pod`).
+        reason = Some(r.reason.as_str());
+        message = Some(r.message.clone());
     } else if old_phase == "Failed" {
         reason = old.get("reason").and_then(Value::as_str);
         message = old
@@ -559,6 +571,33 @@ mod tests {
             "ContainerCreating"
         );
         assert_eq!(condition(&s, "Initialized"), "False");
+    }
+
+    #[test]
+    fn a_pod_its_claims_refuse_says_why_on_the_pod_and_its_containers() {
+        let mut o = observed(vec![]);
+        o.sandbox_ready = false;
+        o.claim_refusal = Some(crate::kubelet::observed::ClaimRefusal {
+            reason: "StaleAssignment".into(),
+            message: "claim directory d was used by a newer assignment".into(),
+        });
+        let s = pod_status(&pod("Always", true), &o, &Value::Null, t(1));
+        assert_eq!(s["phase"], "Pending");
+        assert_eq!(s["reason"], "StaleAssignment");
+        assert!(s["message"].as_str().unwrap().contains("newer assignment"));
+        for key in ["initContainerStatuses", "containerStatuses"] {
+            let w = &s[key][0]["state"]["waiting"];
+            assert_eq!(w["reason"], "StaleAssignment", "{key}");
+            assert!(w["message"].as_str().unwrap().contains("newer assignment"));
+        }
+        // Once a check passes, the reason goes away.
+        o.claim_refusal = None;
+        let s = pod_status(&pod("Always", false), &o, &s, t(2));
+        assert!(s.get("reason").is_none(), "{s}");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ContainerCreating"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use super::container::{container_config, mounts};
 use super::env::{PodFacts, environment};
 use super::images::error_chain;
-use super::observed::{Backoff, ContainerRun, Observed, RunState, StartFailure};
+use super::observed::{Backoff, ClaimRefusal, ContainerRun, Observed, RunState, StartFailure};
 use super::plan::{Action, KillReason, plan};
 use super::probe::{self, ProbeKind, ProbeResult, ProbeTarget};
 use super::{NodeContext, RunRef, labels};
@@ -49,6 +49,9 @@ pub struct Adopted {
     pub runs: Vec<(ContainerRun, Option<Shim>, Option<String>)>,
     pub sandbox: bool,
 }
+
+/// How often the claims of a pod they refused are checked again (a few small file reads).
+pub const CLAIMS_RECHECK: Duration = Duration::from_secs(10);
 
 /// Retry delay for configuration problems (a missing ConfigMap may appear any moment).
 const CONFIG_RETRY: Duration = Duration::from_secs(2);
@@ -121,6 +124,9 @@ impl Worker {
         // files) the agent's crash interrupted: it is set up again (each step is idempotent)
         // before a container starts in it. Containers only start in a finished sandbox.
         self.observed.sandbox_ready = adopted.sandbox && !adopted.runs.is_empty();
+        // Containers of the pod ran here before the agent restarted: the claims were checked
+        // when they first started (and a restart inside a running pod needs no new check).
+        self.observed.claims_owned = self.observed.sandbox_ready;
         let status = pod.and_then(|p| p.get("status"));
         self.observed.start_time = status
             .and_then(|s| s["startTime"].as_str())
@@ -268,6 +274,11 @@ impl Worker {
                     );
                 }
                 self.observed.fenced = fenced;
+                if fenced {
+                    // While fenced the cluster may move the identity; whatever starts after the
+                    // fence falls checks the claims' owners again.
+                    self.observed.claims_owned = false;
+                }
             }
             let now = Utc::now();
             let decided = plan(&pod, &self.observed, now);
@@ -276,6 +287,7 @@ impl Worker {
             for action in decided.actions {
                 acted = true;
                 match action {
+                    Action::OwnClaims => self.own_claims(&pod, &pod_value).await,
                     Action::CreateSandbox => self.create_sandbox(&pod, &pod_value).await,
                     Action::StartContainer {
                         name,
@@ -502,6 +514,63 @@ impl Worker {
         if self.observed.start_time.is_none() {
             self.observed.start_time = Some(Utc::now());
         }
+    }
+
+    /// Checks the owner files of the pod's claim directories and records its assignment
+    /// epoch in them (see [`crate::claims::epoch`]). A refusal (a stale copy of the pod, or an
+    /// owner file that cannot be used) starts nothing, shows in the pod's status, and is
+    /// reported once (event and log) per distinct reason; the files are read again every
+    /// [`CLAIMS_RECHECK`], so removing an owner file by hand lets the pod start.
+    async fn own_claims(&mut self, pod: &Pod, pod_value: &Arc<Value>) {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let claims_dir = self.node.runtime.dirs().claims_dir();
+        let directories: Vec<PathBuf> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| claims_dir.join(crate::claims::directory_name(ns, &c.claim_name)))
+            .collect();
+        let value = pod_value.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::claims::epoch::claim_for_start(&directories, &value)
+        })
+        .await
+        .expect("the claim owner check does not panic");
+        match checked {
+            Ok(()) => {
+                if self.observed.claim_refusal.take().is_some() {
+                    tracing::info!(pod = %self.pod_name(), "the pod's claims accept it now; starting it");
+                }
+                self.observed.claims_owned = true;
+                self.observed.claims_retry_at = None;
+            }
+            Err(e) => {
+                let refusal = ClaimRefusal {
+                    reason: e.reason().to_string(),
+                    message: format!("{}; {}", error_chain(&e), e.resolution()),
+                };
+                if self.observed.claim_refusal.as_ref() != Some(&refusal) {
+                    tracing::warn!(pod = %self.pod_name(), reason = %refusal.reason, "{}", refusal.message);
+                    self.record(
+                        None,
+                        EventType::Warning,
+                        &refusal.reason,
+                        refusal.message.clone(),
+                    );
+                }
+                self.observed.claim_refusal = Some(refusal);
+                self.observed.claims_retry_at = Some(
+                    Utc::now() + chrono::Duration::from_std(CLAIMS_RECHECK).unwrap_or_default(),
+                );
+            }
+        }
+    }
+
+    /// The pod's `namespace/name`, for logs.
+    fn pod_name(&self) -> String {
+        let i = self.involved();
+        format!("{}/{}", i.namespace, i.name)
     }
 
     /// Records why the sandbox is not ready and when to try again (1 s doubling to 1 min).

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::COMPONENT;
 use super::plan::{Action, DeleteReason, Plan};
 use super::pod::{controller_ref, new_pod};
+use crate::claims::epoch::{ASSIGNMENT_EPOCH, epoch_for_binding};
 use crate::controllers::statefulset::revision::{RevisionChange, Revisions, revision_object};
 use crate::controllers::{Context, WriteError, create_object};
 use crate::events::{EventType, InvolvedObject};
@@ -184,7 +185,14 @@ impl Executor<'_> {
         for action in &plan.actions {
             match action {
                 Action::CreatePod { node } => {
-                    let pod = new_pod(self.set, &template, self.hash, Some(node));
+                    let mut pod = new_pod(self.set, &template, self.hash, Some(node));
+                    // The pod is created bound: its creation is its binding, and carries the
+                    // assignment epoch as the scheduler's bindings do.
+                    if !pod["metadata"]["annotations"].is_object() {
+                        pod["metadata"]["annotations"] = json!({});
+                    }
+                    pod["metadata"]["annotations"][ASSIGNMENT_EPOCH] =
+                        json!(epoch_for_binding(self.ctx.state.revision()).to_string());
                     match create_object(&self.ctx.state, pod).await {
                         Ok(created) => self.event(
                             EventType::Normal,
