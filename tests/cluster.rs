@@ -115,6 +115,59 @@ fn killing_the_leader_elects_a_new_leader_that_takes_writes() {
         let out = cluster.hosts[other].berth(&["get", "configmap", "after", "-o", "json"]);
         out.status.success().then_some(())
     });
+
+    // The dead host is forgotten: it leaves the raft group, so it no longer counts toward
+    // quorum (two hosts keep one voter), and the two that remain take writes.
+    let dead = cluster.hosts[leader].name.clone();
+    let forgot = cluster.hosts[survivor].ok(&["node", "forget", &dead, "--force"]);
+    assert!(
+        forgot.contains(&format!("member/{dead} removed from the raft group")),
+        "{forgot}"
+    );
+    for asking in [survivor, other] {
+        cluster.hosts[asking].wait_for("the forgotten host gone from the members", 30, || {
+            let roles = cluster.roles(asking);
+            let voting = roles
+                .iter()
+                .filter(|(_, role)| role == "leader" || role == "voter")
+                .count();
+            (roles.len() == 2 && !roles.iter().any(|(name, _)| *name == dead) && voting == 1)
+                .then_some(())
+        });
+    }
+    let out = cluster.hosts[other].apply(&config_map("forgotten", "two-left"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The forgotten host comes back with its old identity: it is not let in, and its log says
+    // how to join again.
+    cluster.hosts[leader].spawn();
+    cluster.hosts[leader].wait_for("the returning host told it was removed", 90, || {
+        // The removal watch's own error, not only the refused heartbeat's warning.
+        let log = cluster.hosts[leader].log();
+        log.lines()
+            .any(|l| {
+                l.contains(&format!("host \"{dead}\" is not a member of the cluster"))
+                    && l.contains("join with a new token")
+                    && l.contains("this agent takes no part in the cluster")
+            })
+            .then_some(())
+    });
+    let roles = cluster.roles(survivor);
+    assert!(!roles.iter().any(|(name, _)| *name == dead), "{roles:?}");
+    assert!(
+        !nodes(&cluster, survivor).contains(&dead),
+        "the returning host registered its Node again"
+    );
+    let out = cluster.hosts[survivor].apply(&config_map("after-return", "still-two"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -189,7 +242,7 @@ fn a_pod_on_host_one_resolves_and_reaches_a_pod_on_host_three_by_dns_name_and_ev
     let out = cluster.hosts[0].apply(&pod(
         "server",
         "h3",
-        "mkdir -p /www && echo hello-from-h3 > /www/index.html && exec httpd -f -p 8080 -h /www",
+        "echo serving-on-h3 && mkdir -p /www && echo hello-from-h3 > /www/index.html && exec httpd -f -p 8080 -h /www",
     ));
     assert!(
         out.status.success(),
@@ -226,6 +279,125 @@ fn a_pod_on_host_one_resolves_and_reaches_a_pod_on_host_three_by_dns_name_and_ev
         text.contains("hello-from-h3").then_some(text)
     });
     assert!(answer.contains("hello-from-h3"));
+
+    // Logs and exec of the pod on h3, asked on h1 (its socket): h1 forwards them to h3.
+    let exec = cluster.hosts[0].ok(&["exec", "server", "--", "cat", "/www/index.html"]);
+    assert_eq!(exec.trim(), "hello-from-h3");
+    let logs = cluster.hosts[0].ok(&["logs", "server"]);
+    assert!(logs.contains("serving-on-h3"), "{logs}");
+    // A failing command's exit code comes back through the forward too.
+    let out = cluster.hosts[0].berth(&["exec", "server", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // The same over HTTPS with the kubeconfig's client certificate (`--server`), from h2.
+    let kubeconfig = cluster.hosts[1].dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, cluster.hosts[1].ok(&["kubeconfig"])).unwrap();
+    let remote = |args: &[&str]| {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", &cluster.hosts[1].netns])
+            .arg(common::berth_bin())
+            .args([
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--server",
+                &format!("https://{}:7443", cluster.hosts[0].ip),
+            ])
+            .args(args)
+            .env_remove("BERTH_SOCKET")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let out = remote(&["exec", "server", "--", "cat", "/www/index.html"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-from-h3");
+    let out = remote(&["logs", "server"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("serving-on-h3"),
+        "{out:?}"
+    );
+    // `logs -f` streams: the first line arrives while the container runs on.
+    let mut follow = remote(&["logs", "-f", "server"]).spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(first.trim(), "serving-on-h3");
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "logs -f ended while the container runs"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // Without a client certificate the peer port refuses an exec before any upgrade.
+    let exec_url = format!(
+        "https://{}:7443/api/v1/namespaces/default/pods/server/exec?command=id&stdout=true",
+        cluster.hosts[0].ip
+    );
+    let out = curl(
+        &cluster,
+        1,
+        &[
+            "-k",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "-H",
+            "Sec-WebSocket-Protocol: v5.channel.k8s.io",
+            &exec_url,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.trim_end().ends_with("401"), "{text}");
+    assert!(text.contains("needs a client certificate"), "{text}");
+
+    // The host that leads cannot be forgotten; a host whose agent still runs can be, with
+    // --force: it leaves the raft group, its Node does not come back, and its log says why.
+    let leader = cluster.leader(0).expect("a leader");
+    let out = cluster.hosts[0].berth(&["node", "forget", &cluster.hosts[leader].name, "--force"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("leads the cluster"),
+        "{out:?}"
+    );
+    let victim = (0..3).rev().find(|&i| i != leader).unwrap();
+    let asking = (0..3).find(|&i| i != victim).unwrap();
+    let name = cluster.hosts[victim].name.clone();
+    let forgot = cluster.hosts[asking].ok(&["node", "forget", &name, "--force"]);
+    assert!(
+        forgot.contains(&format!("member/{name} removed from the raft group")),
+        "{forgot}"
+    );
+    cluster.hosts[victim].wait_for("the forgotten host told it was removed", 60, || {
+        let log = cluster.hosts[victim].log();
+        log.lines()
+            .any(|l| {
+                l.contains(&format!("host \"{name}\" is not a member of the cluster"))
+                    && l.contains("this agent takes no part in the cluster")
+            })
+            .then_some(())
+    });
+    // Its heartbeat runs on (several beats have passed): the Node stays gone.
+    let roles = cluster.roles(asking);
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    assert!(!nodes(&cluster, asking).contains(&name));
+    let out = cluster.hosts[asking].apply(&config_map("after-forget", "ok"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -54,6 +54,11 @@ impl ClientError {
     }
 }
 
+/// A connection to the agent (unix socket or TLS).
+pub trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
+
 /// A client bound to one agent: its unix socket, or its peer port over HTTPS.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -100,37 +105,18 @@ impl Client {
         &self.socket
     }
 
-    /// Sends one request and returns the raw response (status and streaming body).
-    pub async fn send(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        content_type: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> Result<Response<Incoming>, ClientError> {
-        let mut sender = match &self.https {
-            None => {
-                let stream = UnixStream::connect(&self.socket).await.map_err(|source| {
-                    ClientError::Connect {
-                        path: self.socket.clone(),
-                        source,
-                    }
-                })?;
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .map_err(ClientError::Http)?;
-                tokio::spawn(async move {
-                    // The connection ends when the response body is dropped or finished.
-                    let _ = connection.await;
-                });
-                sender
-            }
+    /// Opens a connection to the agent: its unix socket, or TLS to its peer port with the
+    /// client certificate. HTTP (and websockets, for exec) run over it.
+    pub async fn connect(&self) -> Result<Box<dyn Connection>, ClientError> {
+        let connect = |source| ClientError::Connect {
+            path: self.socket.clone(),
+            source,
+        };
+        match &self.https {
+            None => Ok(Box::new(
+                UnixStream::connect(&self.socket).await.map_err(connect)?,
+            )),
             Some(https) => {
-                let connect = |source| ClientError::Connect {
-                    path: self.socket.clone(),
-                    source,
-                };
                 let host = https
                     .authority
                     .rsplit_once(':')
@@ -146,16 +132,27 @@ impl Client {
                     .connect(name, tcp)
                     .await
                     .map_err(connect)?;
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .map_err(ClientError::Http)?;
-                tokio::spawn(async move {
-                    let _ = connection.with_upgrades().await;
-                });
-                sender
+                Ok(Box::new(stream))
             }
-        };
+        }
+    }
+
+    /// Sends one request and returns the raw response (status and streaming body).
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let stream = self.connect().await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ClientError::Http)?;
+        tokio::spawn(async move {
+            // The connection ends when the response body is dropped or finished.
+            let _ = connection.with_upgrades().await;
+        });
         let mut builder = Request::builder()
             .method(method)
             .uri(path_and_query)

@@ -1,12 +1,13 @@
 //! `berth exec`: Kubernetes' exec subresource over a websocket with the channel protocol
 //! (`v5.channel.k8s.io`): binary frames whose first byte is the stream (0 stdin, 1 stdout,
 //! 2 stderr, 3 the final Status, 255 close a stream). This is what kubectl speaks, so a stock
-//! kubectl can exec through the same endpoint.
+//! kubectl can exec through the same endpoint. It works over the unix socket and over
+//! `--server https://HOST:PORT` alike, and from any host: the agent reached forwards the
+//! exec to the pod's node (`cluster::proxy`).
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -43,14 +44,9 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Result<(), CliError> {
         query.join("&")
     );
 
-    let stream = UnixStream::connect(ctx.client.socket())
-        .await
-        .map_err(|source| {
-            CliError::Client(super::client::ClientError::Connect {
-                path: ctx.client.socket().to_path_buf(),
-                source,
-            })
-        })?;
+    // The unix socket or TLS to the peer port (`--server`), with the same credentials as
+    // every other command; the websocket runs over it.
+    let stream = ctx.client.connect().await?;
     let mut request = format!("ws://localhost{path}")
         .into_client_request()
         .map_err(|e| fail(format!("exec: bad request: {e}")))?;

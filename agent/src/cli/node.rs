@@ -477,12 +477,36 @@ pub async fn drain(ctx: &Ctx, a: DrainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The role (`leader`, `voter`, `learner`) of the raft member named `name` in an answer of
+/// `GET /apis/cluster.berth.io/v1/members`, or `None` when it is not a member.
+pub fn member_role<'a>(members: &'a Value, name: &str) -> Option<&'a str> {
+    members
+        .get("members")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|m| m["name"] == name)
+        .map(|m| m["role"].as_str().unwrap_or(""))
+}
+
+/// How long `node forget` waits for the host to leave the raft group.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `berth node forget NAME`: removes a lost node for good. Its Node object is deleted, claims
 /// whose directory was on it are released (their data stays on that host's disk; the next pod
 /// gets a new, empty directory on another node), and its pods are removed at once so their
-/// controllers re-create them elsewhere. Refused for a node that is Ready.
+/// controllers re-create them elsewhere. The leader then removes the host from the raft group
+/// (it no longer counts toward quorum; a learner takes its voting seat when the count calls
+/// for one), and this waits until the agent asked no longer lists it. Refused for a node
+/// that is Ready (unless `force`) and for the host that leads the cluster.
 pub async fn forget(ctx: &Ctx, name: &str, force: bool) -> Result<(), CliError> {
     let node = get_node(ctx, name).await?;
+    let members = ctx.client.get(MEMBERS_PATH).await?;
+    if member_role(&members, name) == Some("leader") {
+        return Err(fail(format!(
+            "node {name:?} leads the cluster: stop berth on that host first (another host takes over within seconds), then forget it"
+        )));
+    }
+    let was_member = member_role(&members, name).is_some();
     let ready = node
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -567,7 +591,31 @@ pub async fn forget(ctx: &Ctx, name: &str, force: bool) -> Result<(), CliError> 
             Err(e) => return Err(e.into()),
         }
     }
+    if was_member {
+        wait_left(ctx, name).await?;
+    }
     Ok(())
+}
+
+const MEMBERS_PATH: &str = "/apis/cluster.berth.io/v1/members";
+
+/// Waits until the agent asked no longer lists `name` as a raft member.
+async fn wait_left(ctx: &Ctx, name: &str) -> Result<(), CliError> {
+    let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
+    loop {
+        let members = ctx.client.get(MEMBERS_PATH).await?;
+        if member_role(&members, name).is_none() {
+            println!("member/{name} removed from the raft group");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "node {name:?} is deleted but still a raft member after {}s: the leader removes it once it can commit a membership change (is a majority of hosts up? see `berth members` and the leader's log)",
+                LEAVE_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// `berth node ...`.
@@ -590,6 +638,27 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_member_is_found_by_name_with_its_role() {
+        let members = json!({"leader": "1", "members": [
+            {"id": "1", "name": "h1", "role": "leader"},
+            {"id": "2", "name": "h2", "role": "learner"},
+        ]});
+        let table = [
+            ("h1", Some("leader")),
+            ("h2", Some("learner")),
+            ("h3", None),
+        ];
+        for (name, want) in table {
+            assert_eq!(member_role(&members, name), want, "{name}");
+        }
+        assert_eq!(
+            member_role(&json!({}), "h1"),
+            None,
+            "an answer without members"
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! 3. The leader checks the token (known, right secret, unexpired), the name (not a member,
 //!    no Node of that name) and its own quorum, allocates a pod CIDR, signs a node
 //!    certificate (the leader generates the key: the joiner has nothing to sign a CSR with
-//!    that the token does not already authorise), adds the host as a learner, creates its
-//!    Node object, and answers with the CA (and its key, so that any host can later lead and
+//!    that the token does not already authorise), creates its Node object, adds the host as
+//!    a learner (in that order: a member without a Node is a forgotten host, see
+//!    [`super::members`]), and answers with the CA (and its key, so that any host can later lead and
 //!    admit), the node certificate and the members. A refusal changes nothing.
 //! 4. The joiner stores the identity and starts raft with that membership; the leader's
 //!    rebalancer promotes it to voter when the voter count calls for it.
@@ -19,7 +20,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -338,22 +338,8 @@ impl Cluster {
         // Refuse before writing anything: a membership entry appended without quorum would
         // commit later, when the majority returns, and add a host that gave up.
         state.check_quorum().map_err(|error| error.to_string())?;
-        let member = Member {
-            name: request.node_name.clone(),
-            address: request.address.clone(),
-        };
-        let added = tokio::time::timeout(
-            self.write_timeout(),
-            state
-                .raft()
-                .add_learner(request.node_id, member.clone(), false),
-        )
-        .await;
-        match added {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(format!("cannot add the host to the raft group: {error}")),
-            Err(_) => return Err("no quorum: the cluster could not commit the new member; try again when a majority of its hosts is up".to_string()),
-        }
+        // The Node first, then the learner: a member without a Node is a forgotten host
+        // (see `members`), so the membership task must never see an admitted host that way.
         let node = json!({
             "apiVersion": "v1",
             "kind": "Node",
@@ -366,16 +352,30 @@ impl Cluster {
             }},
             "spec": {"podCIDR": pod_cidr.to_string(), "podCIDRs": [pod_cidr.to_string()]},
         });
-        let created = state
-            .propose(Command::create(
-                node,
-                uuid::Uuid::new_v4().to_string(),
-                Timestamp::now(),
-            ))
-            .await;
-        if let Err(error) = created {
-            self.remove_member(request.node_id).await;
-            return Err(format!("cannot create the Node object: {error}"));
+        let node_uid = uuid::Uuid::new_v4().to_string();
+        state
+            .propose(Command::create(node, node_uid.clone(), Timestamp::now()))
+            .await
+            .map_err(|error| format!("cannot create the Node object: {error}"))?;
+        let member = Member {
+            name: request.node_name.clone(),
+            address: request.address.clone(),
+        };
+        let added = tokio::time::timeout(
+            self.write_timeout(),
+            state
+                .raft()
+                .add_learner(request.node_id, member.clone(), false),
+        )
+        .await;
+        let failed = match added {
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => Some(format!("cannot add the host to the raft group: {error}")),
+            Err(_) => Some("no quorum: the cluster could not commit the new member; try again when a majority of its hosts is up".to_string()),
+        };
+        if let Some(reason) = failed {
+            self.remove_node(&request.node_name, node_uid).await;
+            return Err(reason);
         }
         tracing::info!(node = %request.node_name, node_id = request.node_id, address = %request.address, %pod_cidr, "admitted a host as a learner");
         let members = state
@@ -397,10 +397,18 @@ impl Cluster {
         })))
     }
 
-    async fn remove_member(&self, id: NodeId) {
-        let change = ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([id]));
-        if let Err(error) = self.state().raft().change_membership(change, false).await {
-            tracing::error!(node_id = id, %error, "could not remove a half-admitted host from the membership");
+    /// Deletes the Node of a host whose admission failed after it was created.
+    async fn remove_node(&self, name: &str, uid: String) {
+        let delete = Command::Delete {
+            key: crate::state::ObjectKey::new("Node", "", name),
+            precondition_uid: Some(uid),
+            precondition_resource_version: None,
+            grace_period_seconds: Some(0),
+            propagation: Default::default(),
+            now: Timestamp::now(),
+        };
+        if let Err(error) = self.state().propose(delete).await {
+            tracing::error!(node = %name, %error, "could not delete the Node of a host whose join failed");
         }
     }
 }

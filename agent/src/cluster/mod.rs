@@ -8,22 +8,29 @@
 //! - [`join`]: the joiner's side and the leader's admission.
 //! - [`peer`]: the peer port's HTTPS server: raft RPCs, forwarded writes, joins, the
 //!   Kubernetes-shaped API for clients with a certificate from the CA.
-//! - [`voters`] (pure): how many members vote; [`cidr`] (pure): pod CIDRs.
-//! - [`leadership`]: tasks that run only while this host leads (controllers, voter
-//!   rebalancing), started and stopped by a watch of raft metrics.
+//! - [`voters`] (pure): how many members vote; [`members`] (pure): a host whose Node is
+//!   gone (forgotten) leaves the raft group; [`cidr`] (pure): pod CIDRs.
+//! - [`leadership`]: tasks that run only while this host leads (controllers, the
+//!   membership task), started and stopped by a watch of raft metrics.
 //! - [`routes`]: keeps host-gw routes to every other node's pod CIDR.
+//! - [`proxy`]: a pod's logs and exec from any host (forwarded to the pod's node).
+//! - [`removal`]: a host that was removed (forgotten) notices it and says so in its log.
 //!
 //! Tasks and channels: [`peer::serve`] (accept loop, a task per connection),
 //! [`leadership::run`] (watches `Raft::metrics()`, owns a shutdown `watch` for the
-//! leader-only tasks), [`routes::run`] (watches Node objects).
+//! leader-only tasks), [`routes::run`] (watches Node objects), [`removal`]'s watch (started
+//! with the peer router, asks the leader every 5 s whether this host is still a member).
 
 pub mod cidr;
 pub mod identity;
 pub mod join;
 pub mod kubeconfig;
 pub mod leadership;
+pub mod members;
 pub mod peer;
 pub mod pki;
+pub mod proxy;
+pub mod removal;
 pub mod routes;
 pub mod tls;
 pub mod token;
@@ -32,6 +39,7 @@ pub mod voters;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::Api;
 use crate::state::State;
 
 /// A host's cluster membership: its identity and the state, for the peer server and the
@@ -46,6 +54,9 @@ struct Inner {
     identity: identity::Identity,
     join_lock: tokio::sync::Mutex<()>,
     write_timeout: Duration,
+    /// The API this host serves, once [`peer::router`] was given it (for the pod log and
+    /// exec routes of [`proxy`], which answer locally for pods of this host).
+    api: std::sync::OnceLock<Arc<std::sync::OnceLock<Api>>>,
 }
 
 impl Cluster {
@@ -57,6 +68,7 @@ impl Cluster {
                 identity,
                 join_lock: tokio::sync::Mutex::new(()),
                 write_timeout: Duration::from_secs(5),
+                api: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -69,6 +81,11 @@ impl Cluster {
     /// This host's identity.
     pub fn identity(&self) -> &identity::Identity {
         &self.inner.identity
+    }
+
+    /// The API this host serves, once it has started.
+    pub fn api(&self) -> Option<Api> {
+        self.inner.api.get().and_then(|api| api.get().cloned())
     }
 
     fn write_timeout(&self) -> Duration {

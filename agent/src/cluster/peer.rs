@@ -6,8 +6,10 @@
 //! | `GET /cluster/v1/ca` | anyone | the CA certificate (joiners check it against their token) |
 //! | `POST /cluster/v1/join` | anyone with a valid token | [`Cluster::admit`] |
 //! | `POST /peer/v1/raft/{append,vote,snapshot}` | node certificates | openraft RPCs |
-//! | `POST /peer/v1/propose` | node certificates | a follower's write, committed here |
+//! | `POST /peer/v1/propose` | node certificates of members | a follower's write, committed here |
+//! | `GET /peer/v1/membership` | node certificates | this host's view of the members ([`super::removal`]) |
 //! | `/apis/cluster.berth.io/v1/...` | client certificates | tokens, kubeconfig, members |
+//! | `/api/v1/namespaces/*/pods/*/{log,exec}` | client certificates | served here or forwarded to the pod's node ([`super::proxy`]) |
 //! | everything else | client certificates | the Kubernetes-shaped API |
 //!
 //! Request bodies are limited: 64 MiB for raft RPCs (snapshots), 16 MiB for forwarded
@@ -16,12 +18,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use hyper_util::rt::TokioIo;
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -32,7 +34,9 @@ use tokio::sync::watch;
 
 use super::Cluster;
 use super::join::{CA_PATH, CaAnswer, JOIN_PATH, JoinRequest};
+use super::members::proposal_refusal;
 use super::pki::{ADMIN_GROUP, NODES_GROUP, Subject, subject_of};
+use super::removal::{MEMBERSHIP_PATH, MembershipView};
 use crate::api::Api;
 use crate::state::raft::{NodeId, TypeConfig, paths};
 use crate::state::{Command, ForwardAnswer};
@@ -55,7 +59,14 @@ struct Peer {
 
 /// The peer port's routes; `api` (set once the agent has started it) serves everything that
 /// is not a peer or cluster route.
+///
+/// Every host serves one, so this also starts the host's removal watch ([`super::removal`]),
+/// which ends when the cluster is dropped.
 pub fn router(cluster: Cluster, api: Arc<std::sync::OnceLock<Api>>) -> axum::Router {
+    let _ = cluster.inner.api.set(api.clone());
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(super::removal::watch(Arc::downgrade(&cluster.inner)));
+    }
     let peer = Peer {
         cluster: cluster.clone(),
     };
@@ -69,6 +80,7 @@ pub fn router(cluster: Cluster, api: Arc<std::sync::OnceLock<Api>>) -> axum::Rou
                 .route(paths::PROPOSE, post(propose))
                 .layer(DefaultBodyLimit::max(PROPOSE_BODY)),
         )
+        .route(MEMBERSHIP_PATH, get(membership))
         .route_layer(middleware::from_fn(require_node))
         .with_state(peer.clone());
     let open = axum::Router::new()
@@ -99,13 +111,17 @@ pub fn router(cluster: Cluster, api: Arc<std::sync::OnceLock<Api>>) -> axum::Rou
 }
 
 /// Cluster administration for root on the socket and for admin certificates on the peer
-/// port: `POST tokens`, `GET kubeconfig`, `GET members`.
+/// port: `POST tokens`, `GET kubeconfig`, `GET members`; and pods' logs and exec, forwarded
+/// to the pod's node when it is another host ([`super::proxy`]).
 pub fn admin_routes(cluster: Cluster) -> axum::Router {
     axum::Router::new()
         .route("/apis/cluster.berth.io/v1/tokens", post(create_token))
         .route("/apis/cluster.berth.io/v1/kubeconfig", get(kubeconfig))
         .route("/apis/cluster.berth.io/v1/members", get(members))
-        .with_state(Peer { cluster })
+        .with_state(Peer {
+            cluster: cluster.clone(),
+        })
+        .merge(super::proxy::routes(cluster))
 }
 
 fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
@@ -202,10 +218,41 @@ async fn snapshot(
     Json(peer.cluster.state().raft().install_snapshot(request).await)
 }
 
-async fn propose(State(peer): State<Peer>, Json(command): Json<Command>) -> Json<ForwardAnswer> {
-    Json(ForwardAnswer::of(
-        peer.cluster.state().propose_local(command).await,
-    ))
+async fn propose(
+    State(peer): State<Peer>,
+    Extension(identity): Extension<PeerIdentity>,
+    Json(command): Json<Command>,
+) -> Json<ForwardAnswer> {
+    let state = peer.cluster.state();
+    let sender = identity.0.map(|s| s.common_name).unwrap_or_default();
+    let is_member = state
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .any(|(_, member)| member.name == sender);
+    let own_node = state.get("Node", "", &sender).is_some();
+    if let Some(refusal) = proposal_refusal(&sender, is_member, own_node, &command) {
+        tracing::warn!(host = %sender, "refused a write forwarded by a host that was removed or forgotten");
+        return Json(ForwardAnswer::Failed(refusal));
+    }
+    Json(ForwardAnswer::of(state.propose_local(command).await))
+}
+
+async fn membership(State(peer): State<Peer>) -> Json<MembershipView> {
+    let state = peer.cluster.state();
+    let metrics = state.raft().metrics().borrow().clone();
+    Json(MembershipView {
+        leading: metrics.current_leader == Some(state.node_id()),
+        members: metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect(),
+    })
 }
 
 /// The body of `POST /apis/cluster.berth.io/v1/tokens`.
