@@ -455,9 +455,36 @@ fn a_partitioned_minority_refuses_writes_with_no_quorum_and_its_dns_still_answer
     });
 }
 
+/// Debian's kubectl (package kubernetes-client, 1.20), unpacked by scripts/deps.sh.
+const DEBIAN_KUBECTL: &str = "/opt/berth-test/kubernetes-client/usr/bin/kubectl";
+
+/// The kubectl binaries to drive: Debian's always (the one the issue names), and the one on
+/// PATH too when the machine has another.
+fn kubectls() -> Vec<String> {
+    assert!(
+        std::path::Path::new(DEBIAN_KUBECTL).exists(),
+        "{DEBIAN_KUBECTL} is missing: run scripts/deps.sh"
+    );
+    let mut found = vec![DEBIAN_KUBECTL.to_string()];
+    let on_path = std::process::Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(path) = on_path {
+        let same = std::fs::canonicalize(&path).ok() == std::fs::canonicalize(DEBIAN_KUBECTL).ok();
+        if !same && !path.is_empty() {
+            found.push(path);
+        }
+    }
+    found
+}
+
 fn kubectl(
     cluster: &Cluster,
     host: usize,
+    binary: &str,
     kubeconfig: &std::path::Path,
     args: &[&str],
     stdin: Option<&str>,
@@ -468,7 +495,7 @@ fn kubectl(
             "netns",
             "exec",
             &cluster.hosts[host].netns,
-            "kubectl",
+            binary,
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
         ])
@@ -497,51 +524,75 @@ fn kubectl_with_the_kubeconfig_lists_nodes_and_pods_and_applies_and_deletes_a_st
         "{text}"
     );
     // kubectl on h1 talks to h2, a learner: reads are local, writes are forwarded to the leader.
-    let out = kubectl(&cluster, 0, &kubeconfig, &["get", "nodes"], None);
-    let listing = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        listing.contains("h1") && listing.contains("h2"),
-        "{listing}"
-    );
-    let set = format!(
-        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: kweb\nspec:\n  serviceName: kweb\n  replicas: 1\n  selector:\n    matchLabels:\n      app: kweb\n  template:\n    metadata:\n      labels:\n        app: kweb\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"3600\"]\n"
-    );
-    let out = kubectl(&cluster, 0, &kubeconfig, &["apply", "-f", "-"], Some(&set));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cluster.hosts[0].wait_for("kweb-0 via kubectl", 120, || {
-        let out = kubectl(&cluster, 0, &kubeconfig, &["get", "pods"], None);
-        String::from_utf8_lossy(&out.stdout)
-            .contains("kweb-0")
+    for (n, binary) in kubectls().iter().enumerate() {
+        let run = |args: &[&str], stdin: Option<&str>| {
+            let out = kubectl(&cluster, 0, binary, &kubeconfig, args, stdin);
+            assert!(
+                out.status.success(),
+                "{binary} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let listing = run(&["get", "nodes"], None);
+        assert!(
+            listing.contains("h1") && listing.contains("h2"),
+            "{binary}: {listing}"
+        );
+        let name = format!("kweb{n}");
+        let set = format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {name}\nspec:\n  serviceName: {name}\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"3600\"]\n"
+        );
+        run(&["apply", "-f", "-"], Some(&set));
+        let pod = format!("{name}-0");
+        cluster.hosts[0].wait_for(&format!("{pod} Running via {binary}"), 120, || {
+            let out = kubectl(&cluster, 0, binary, &kubeconfig, &["get", "pods"], None);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with(&pod) && l.contains("Running"))
+                .then_some(())
+        });
+        // Applying again with a change patches the set (client-side apply's strategic merge
+        // patch); an unknown field is refused by the server, naming the field.
+        run(
+            &["apply", "-f", "-"],
+            Some(&set.replace("replicas: 1", "replicas: 0")),
+        );
+        assert_eq!(
+            run(
+                &[
+                    "get",
+                    "statefulset",
+                    &name,
+                    "-o",
+                    "jsonpath={.spec.replicas}"
+                ],
+                None
+            ),
+            "0"
+        );
+        let bad = kubectl(
+            &cluster,
+            0,
+            binary,
+            &kubeconfig,
+            &["apply", "-f", "-"],
+            Some(&set.replace("  replicas: 1\n", "  replicas: 1\n  replicaz: 2\n")),
+        );
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            !bad.status.success() && err.contains("spec.replicaz"),
+            "{binary}: {err}"
+        );
+        run(&["delete", "statefulset", &name], None);
+        cluster.hosts[0].wait_for(&format!("{name} gone"), 60, || {
+            (!cluster.hosts[0]
+                .berth(&["get", "statefulset", &name])
+                .status
+                .success())
             .then_some(())
-    });
-    let out = kubectl(
-        &cluster,
-        0,
-        &kubeconfig,
-        &["delete", "statefulset", "kweb"],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cluster.hosts[0].wait_for("the set gone", 60, || {
-        (!cluster.hosts[0]
-            .berth(&["get", "statefulset", "kweb"])
-            .status
-            .success())
-        .then_some(())
-    });
+        });
+    }
     // The berth CLI itself, remote over HTTPS with the same kubeconfig.
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", &cluster.hosts[0].netns])

@@ -140,6 +140,61 @@ pub fn resources(group: &str, version: &str) -> Result<Value, ApiError> {
 mod tests {
     use super::*;
 
+    /// Splits a protobuf message into (field number, bytes) pairs; only length-delimited
+    /// fields, which is all a Swagger document skeleton holds.
+    fn fields(mut bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        fn varint(bytes: &mut &[u8]) -> u64 {
+            let (mut value, mut shift) = (0u64, 0);
+            loop {
+                let b = bytes[0];
+                *bytes = &bytes[1..];
+                value |= u64::from(b & 0x7f) << shift;
+                if b < 0x80 {
+                    return value;
+                }
+                shift += 7;
+            }
+        }
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let key = varint(&mut bytes);
+            assert_eq!(key & 7, 2, "wire type of field {}", key >> 3);
+            let len = varint(&mut bytes) as usize;
+            out.push((key >> 3, bytes[..len].to_vec()));
+            bytes = &bytes[len..];
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_v2_protobuf_is_a_swagger_2_document_with_info_and_empty_paths() {
+        let document = fields(&openapi_v2_protobuf());
+        assert_eq!(
+            document,
+            vec![
+                (1, b"2.0".to_vec()),
+                (2, document[1].1.clone()),
+                (8, Vec::new())
+            ]
+        );
+        let info = fields(&document[1].1);
+        assert_eq!(info[0], (1, b"berth".to_vec()));
+        assert_eq!(info[1], (2, env!("CARGO_PKG_VERSION").as_bytes().to_vec()));
+        // The JSON form says the same.
+        let json = openapi_v2();
+        assert_eq!(json["swagger"], "2.0");
+        assert_eq!(json["paths"], json!({}));
+        assert!(json.get("definitions").is_none());
+    }
+
+    #[test]
+    fn protobuf_lengths_over_127_take_two_varint_bytes() {
+        let mut out = Vec::new();
+        protobuf_bytes(&mut out, 9, &[7u8; 300]);
+        assert_eq!(&out[..3], &[9 << 3 | 2, 0xac, 0x02]);
+        assert_eq!(fields(&out), vec![(9, vec![7u8; 300])]);
+    }
+
     #[test]
     fn discovery_lists_every_served_kind_once() {
         let core = resources("", "v1").unwrap();
@@ -202,6 +257,51 @@ pub fn openapi_index() -> Value {
         );
     }
     json!({"paths": paths})
+}
+
+/// The media type of an OpenAPI v2 document in protocol buffers, as kube-apiserver serves it.
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// `/openapi/v2` as JSON: a Swagger 2.0 document with no definitions.
+///
+/// kubectl before 1.27 (Debian 12 ships 1.20) fetches this document before `apply`, `create`
+/// and `replace` to validate objects on the client, and refuses to go on when the server has
+/// none. A document without definitions is the honest answer for berth: the client finds no
+/// schema for a kind, so it skips its own validation and leaves it to the server, whose strict
+/// decoding rejects unknown and invalid fields with the field's path; and `apply` computes its
+/// strategic merge patches from the types compiled into kubectl, as it does for any kind
+/// the document does not describe.
+pub fn openapi_v2() -> Value {
+    json!({"swagger": "2.0", "info": {"title": "berth", "version": env!("CARGO_PKG_VERSION")}, "paths": {}})
+}
+
+/// [`openapi_v2`] encoded as gnostic's `openapi.v2.Document` message, which is what kubectl
+/// asks for (`Accept:` [`OPENAPI_V2_PROTOBUF`]): `swagger` (field 1), `info` (field 2: `title`
+/// 1, `version` 2) and an empty `paths` (field 8).
+pub fn openapi_v2_protobuf() -> Vec<u8> {
+    let mut info = Vec::new();
+    protobuf_bytes(&mut info, 1, b"berth");
+    protobuf_bytes(&mut info, 2, env!("CARGO_PKG_VERSION").as_bytes());
+    let mut document = Vec::new();
+    protobuf_bytes(&mut document, 1, b"2.0");
+    protobuf_bytes(&mut document, 2, &info);
+    protobuf_bytes(&mut document, 8, &[]);
+    document
+}
+
+/// Appends a length-delimited field (wire type 2: strings and embedded messages).
+fn protobuf_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    protobuf_varint(out, u64::from(field) << 3 | 2);
+    protobuf_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn protobuf_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// `/openapi/v3/api/v1`, `/openapi/v3/apis/{group}/{version}`: a minimal OpenAPI v3 document

@@ -138,6 +138,27 @@ pub async fn dispatch(
             )));
         }
     };
+    if method == "GET" && path == "/openapi/v2" {
+        // kubectl asks for protocol buffers; anything else gets the JSON form.
+        let wants_protobuf = accept
+            .as_deref()
+            .is_some_and(|a| a.contains(super::discovery::OPENAPI_V2_PROTOBUF));
+        return if wants_protobuf {
+            // The reply's type is octet-stream, as kube-apiserver sends it: Go's media type
+            // parser rejects the `@` in the requested type, and kubectl would fail on it.
+            (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                )],
+                super::discovery::openapi_v2_protobuf(),
+            )
+                .into_response()
+        } else {
+            json_response(200, &super::discovery::openapi_v2(), &[])
+        };
+    }
     if method == "GET" && (path == "/openapi/v3" || path.starts_with("/openapi/v3/")) {
         let doc = if path == "/openapi/v3" {
             Ok(super::discovery::openapi_index())
