@@ -541,7 +541,7 @@ fn kubectl_with_the_kubeconfig_lists_nodes_and_pods_and_applies_and_deletes_a_st
         );
         let name = format!("kweb{n}");
         let set = format!(
-            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {name}\nspec:\n  serviceName: {name}\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sleep\", \"3600\"]\n"
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {name}\nspec:\n  serviceName: {name}\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sh\", \"-c\", \"echo hello from $HOSTNAME; exec sleep 3600\"]\n"
         );
         run(&["apply", "-f", "-"], Some(&set));
         let pod = format!("{name}-0");
@@ -552,6 +552,8 @@ fn kubectl_with_the_kubeconfig_lists_nodes_and_pods_and_applies_and_deletes_a_st
                 .any(|l| l.starts_with(&pod) && l.contains("Running"))
                 .then_some(())
         });
+        let described = run(&["describe", "statefulset", &name], None);
+        assert!(described.contains(&name), "{binary}: {described}");
         // Applying again with a change patches the set (client-side apply's strategic merge
         // patch); an unknown field is refused by the server, naming the field.
         run(
