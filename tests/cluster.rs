@@ -717,6 +717,9 @@ fn a_forged_certificate_an_expired_token_and_a_huge_body_are_refused_and_change_
             "%{http_code}",
             "-H",
             "content-type: application/json",
+            // The server answers before the body is sent (it is declared too large).
+            "-H",
+            "Expect: 100-continue",
             "--data-binary",
             &format!("@{}", huge.display()),
             &url("/cluster/v1/join"),
@@ -728,6 +731,30 @@ fn a_forged_certificate_an_expired_token_and_a_huge_body_are_refused_and_change_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // And on the Kubernetes API (here its unix socket), with the API server's Status.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--unix-socket"])
+        .arg(cluster.hosts[0].socket())
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            &format!("@{}", huge.display()),
+            "http://berth/api/v1/namespaces/default/configmaps",
+        ])
+        .output()
+        .unwrap();
+    let refusal: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(refusal["code"], 413, "{refusal}");
+    assert_eq!(refusal["reason"], "RequestEntityTooLarge", "{refusal}");
 
     // An expired token.
     let token = cluster.hosts[0]

@@ -129,6 +129,16 @@ pub async fn dispatch(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // A body declared too large is refused before any of it is read (a client waiting for
+    // `100 Continue` then sends none of it); one of undeclared length is cut off at the limit.
+    if let Some(length) = declared_length(&parts.headers)
+        && length > request::MAX_BODY_BYTES as u64
+    {
+        return error_response(&ApiError::too_large(format!(
+            "the request body ({length} bytes) is larger than {} bytes",
+            request::MAX_BODY_BYTES
+        )));
+    }
     let body = match axum::body::to_bytes(body, request::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -259,6 +269,14 @@ pub async fn dispatch(
             }
         },
     }
+}
+
+/// The request's `Content-Length`, when it declares one.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> axum::response::Response {

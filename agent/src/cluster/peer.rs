@@ -87,7 +87,11 @@ pub fn router(cluster: Cluster, api: Arc<std::sync::OnceLock<Api>>) -> axum::Rou
         .route(CA_PATH, get(ca))
         .route(
             JOIN_PATH,
-            post(join).layer(DefaultBodyLimit::max(JOIN_BODY)),
+            post(join)
+                .layer(DefaultBodyLimit::max(JOIN_BODY))
+                .layer(middleware::from_fn(|request: Request, next: Next| {
+                    declared_length_at_most(JOIN_BODY, request, next)
+                })),
         )
         .with_state(peer);
     let clients = admin_routes(cluster)
@@ -122,6 +126,21 @@ pub fn admin_routes(cluster: Cluster) -> axum::Router {
             cluster: cluster.clone(),
         })
         .merge(super::proxy::routes(cluster))
+}
+
+/// Refuses a request whose declared length (`Content-Length`) is over `limit` before any of
+/// its body is read: the client gets its 413 at once, and one that waits for `100 Continue`
+/// before sending a large body (curl, Go's client) sends none of it. A body of undeclared
+/// length is still cut off at the limit while it is read.
+async fn declared_length_at_most(limit: usize, request: Request, next: Next) -> Response {
+    match crate::api::server::declared_length(request.headers()) {
+        Some(length) if length > limit as u64 => status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("the request body ({length} bytes) is larger than {limit} bytes"),
+        ),
+        _ => next.run(request).await,
+    }
 }
 
 fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
