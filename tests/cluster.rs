@@ -552,6 +552,13 @@ fn kubectl_with_the_kubeconfig_lists_nodes_and_pods_and_applies_and_deletes_a_st
                 .any(|l| l.starts_with(&pod) && l.contains("Running"))
                 .then_some(())
         });
+        // Its log, served by whichever host runs it.
+        cluster.hosts[0].wait_for(&format!("{pod}'s log via {binary}"), 30, || {
+            let out = kubectl(&cluster, 0, binary, &kubeconfig, &["logs", &pod], None);
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&format!("hello from {pod}"))
+                .then_some(())
+        });
         let described = run(&["describe", "statefulset", &name], None);
         assert!(described.contains(&name), "{binary}: {described}");
         // Applying again with a change patches the set (client-side apply's strategic merge
