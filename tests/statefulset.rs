@@ -993,3 +993,167 @@ fn bad_statefulsets_are_rejected_with_the_field_named_and_the_running_set_untouc
             .collect::<Vec<_>>()
     );
 }
+
+/// A pod's assignment epoch (the annotation the scheduler writes with the binding).
+fn assignment_epoch(pod: &Value) -> u64 {
+    pod.pointer("/metadata/annotations/berth.io~1assignment-epoch")
+        .and_then(Value::as_str)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| panic!("no assignment epoch on {pod}"))
+}
+
+/// The records of a claim directory's owner file, as (epoch, pod, uid).
+fn owners(path: &std::path::Path) -> Vec<(u64, String, String)> {
+    let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    file["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["epoch"].as_u64().unwrap(),
+                o["pod"].as_str().unwrap().to_string(),
+                o["uid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every file of a directory with its contents.
+fn contents(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_stale_copy_of_a_pod_is_not_started_over_a_claim_a_newer_assignment_used() {
+    let agent = Agent::start();
+    apply(&agent, &set("db", 1, true, true));
+    wait_for_set(&agent, "db", 1, 60);
+    exec(&agent, "db-0", "echo precious > /data/mine");
+    let claims = agent.data_dir().join("volumes/claims");
+    let dir = claims.join("data-db-0");
+    let owner_file = claims.join("data-db-0.owner");
+
+    // The first pod's epoch is recorded beside the claim, not inside it.
+    let first = agent.pod("db-0").unwrap();
+    let first_epoch = assignment_epoch(&first);
+    let first_uid = first["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(
+        owners(&owner_file),
+        vec![(first_epoch, "default/db-0".to_string(), first_uid.clone())]
+    );
+    assert_eq!(
+        contents(&dir).into_keys().collect::<Vec<_>>(),
+        ["mine", "starts"],
+        "the claim directory holds only what the container wrote"
+    );
+
+    // A normal replacement: the re-created pod is bound with a larger epoch and starts.
+    agent.ok(&["delete", "pod", "db-0"]);
+    let second = agent.wait_for("db-0 to come back", 60, || {
+        agent
+            .pod("db-0")
+            .filter(|p| p["metadata"]["uid"] != first_uid.as_str() && condition(p, "Ready"))
+    });
+    let second_epoch = assignment_epoch(&second);
+    assert!(second_epoch > first_epoch, "{second_epoch} > {first_epoch}");
+    assert_eq!(
+        owners(&owner_file),
+        vec![(
+            second_epoch,
+            "default/db-0".to_string(),
+            second["metadata"]["uid"].as_str().unwrap().to_string()
+        )]
+    );
+    assert_eq!(exec(&agent, "db-0", "cat /data/mine").trim(), "precious");
+
+    // The set is scaled to 0 (the claim stays) and a newer assignment of db-0 elsewhere used
+    // the data meanwhile: its owner file says so.
+    agent.ok(&["scale", "sts", "db", "--replicas", "0"]);
+    agent.wait_for_pod_gone("db-0", 60);
+    let newer = second_epoch + 1_000_000;
+    let newer_owner =
+        json!({"owners": [{"epoch": newer, "pod": "default/db-0", "uid": "a-newer-copy"}]});
+    std::fs::write(&owner_file, newer_owner.to_string()).unwrap();
+    let data_before = contents(&dir);
+
+    // Scaled back up, the copy here is not started, and says why.
+    agent.ok(&["scale", "sts", "db", "--replicas", "1"]);
+    let refused = agent.wait_for("db-0 to be refused as stale", 60, || {
+        agent
+            .pod("db-0")
+            .filter(|p| p["status"]["reason"] == "StaleAssignment")
+    });
+    assert!(assignment_epoch(&refused) < newer);
+    let message = refused["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("newer assignment of default/db-0")
+            && message.contains(&format!("assignment epoch {newer}"))
+            && message.contains(&format!("remove {}", owner_file.display())),
+        "{message}"
+    );
+    assert_eq!(refused["status"]["phase"], "Pending");
+    assert_eq!(
+        refused["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "StaleAssignment"
+    );
+    let table = agent.ok(&["get", "pod", "db-0"]);
+    assert!(table.contains("StaleAssignment"), "{table}");
+    let describe = agent.ok(&["describe", "pod", "db-0"]);
+    assert!(
+        describe.contains("StaleAssignment") && describe.contains("is stale and is not started"),
+        "{describe}"
+    );
+    // Past a re-check, it is still refused, nothing ran, and it was reported once.
+    std::thread::sleep(Duration::from_secs(12));
+    let still = agent.pod("db-0").unwrap();
+    assert_eq!(still["status"]["reason"], "StaleAssignment");
+    assert!(
+        still["status"]["containerStatuses"][0]["state"]
+            .get("running")
+            .is_none()
+    );
+    assert_eq!(contents(&dir), data_before, "the claim data is untouched");
+    assert_eq!(
+        owners(&owner_file),
+        vec![(
+            newer,
+            "default/db-0".to_string(),
+            "a-newer-copy".to_string()
+        )]
+    );
+    let events = agent.ok(&["get", "events"]);
+    assert!(
+        events.contains("Warning") && events.contains("StaleAssignment"),
+        "{events}"
+    );
+    let log = agent.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("StaleAssignment"))
+        .count();
+    assert_eq!(warnings, 1, "logged once, not on every re-check:\n{log}");
+
+    // The documented way out: after checking, the owner file is removed and the pod starts.
+    std::fs::remove_file(&owner_file).unwrap();
+    let started = agent.wait_for_pod_ready("db-0", 60);
+    assert!(started["status"].get("reason").is_none(), "{started}");
+    assert_eq!(exec(&agent, "db-0", "cat /data/mine").trim(), "precious");
+    assert_eq!(
+        owners(&owner_file),
+        vec![(
+            assignment_epoch(&started),
+            "default/db-0".to_string(),
+            started["metadata"]["uid"].as_str().unwrap().to_string()
+        )]
+    );
+}
