@@ -1143,6 +1143,25 @@ fn a_stale_copy_of_a_pod_is_not_started_over_a_claim_a_newer_assignment_used() {
         .count();
     assert_eq!(warnings, 1, "logged once, not on every re-check:\n{log}");
 
+    // An owner file that cannot be read as one is never overwritten: the pod still waits,
+    // and says which file to look at.
+    std::fs::write(&owner_file, b"{garbage").unwrap();
+    let corrupt = agent.wait_for("db-0 to report the invalid owner file", 60, || {
+        agent
+            .pod("db-0")
+            .filter(|p| p["status"]["reason"] == "ClaimOwnerError")
+    });
+    let message = corrupt["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "the owner file {} is not valid",
+            owner_file.display()
+        )) && message.contains("remove"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(&owner_file).unwrap(), b"{garbage");
+    assert_eq!(contents(&dir), data_before, "the claim data is untouched");
+
     // The documented way out: after checking, the owner file is removed and the pod starts.
     std::fs::remove_file(&owner_file).unwrap();
     let started = agent.wait_for_pod_ready("db-0", 60);

@@ -524,13 +524,30 @@ impl Worker {
     async fn own_claims(&mut self, pod: &Pod, pod_value: &Arc<Value>) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let claims_dir = self.node.runtime.dirs().claims_dir();
-        let directories: Vec<PathBuf> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-            .filter_map(|v| v.persistent_volume_claim.as_ref())
-            .map(|c| claims_dir.join(crate::claims::directory_name(ns, &c.claim_name)))
-            .collect();
+        let mut directories = Vec::new();
+        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            let Some(claim) = &volume.persistent_volume_claim else {
+                continue;
+            };
+            // Only a claim held by this node has its directory (and owner file) here: until
+            // it is, the pod waits as for any volume that cannot be set up yet.
+            if let Err(problem) = crate::claims::volume_source(
+                &self.node.state,
+                ns,
+                &claim.claim_name,
+                &self.node.node_name,
+            ) {
+                let message = format!(
+                    "MountVolume.SetUp failed for volume {:?} : {problem}",
+                    volume.name
+                );
+                self.record(None, EventType::Warning, "FailedMount", message.clone());
+                self.sandbox_failed(message);
+                self.observed.claims_retry_at = self.observed.sandbox_retry_at;
+                return;
+            }
+            directories.push(claims_dir.join(crate::claims::directory_name(ns, &claim.claim_name)));
+        }
         let value = pod_value.clone();
         let checked = tokio::task::spawn_blocking(move || {
             crate::claims::epoch::claim_for_start(&directories, &value)
@@ -544,6 +561,7 @@ impl Worker {
                 }
                 self.observed.claims_owned = true;
                 self.observed.claims_retry_at = None;
+                self.observed.sandbox_retry_at = None;
             }
             Err(e) => {
                 let refusal = ClaimRefusal {
