@@ -268,3 +268,57 @@ impl Executor<'_> {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::claims::epoch::assignment_epoch;
+    use crate::controllers::{Context, create_object};
+    use crate::state::{Command, State, StateConfig, Timestamp};
+    use serde_json::{Value, json};
+
+    #[tokio::test]
+    async fn a_daemon_pod_is_created_bound_with_its_assignment_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(StateConfig::new(dir.path(), "n1"))
+            .await
+            .unwrap();
+        let ctx = Context {
+            state: state.clone(),
+            events: crate::events::Recorder::discard(),
+            node_name: "n1".into(),
+        };
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        state
+            .propose(Command::create(node, "node-uid", Timestamp::now()))
+            .await
+            .unwrap();
+        let set = create_object(
+            &state,
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "logger", "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "logger"}},
+                    "template": {"metadata": {"labels": {"app": "logger"}},
+                        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+        )
+        .await
+        .unwrap();
+        let before = state.revision();
+        super::super::sync(&ctx, &set).await.unwrap();
+        let (pods, _) = state.list("Pod", Some("default"));
+        assert_eq!(pods.len(), 1, "{pods:?}");
+        let pod: &Value = &pods[0];
+        assert_eq!(pod["spec"]["nodeName"], "n1");
+        let created: u64 = pod["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let epoch = assignment_epoch(pod).unwrap();
+        assert!(
+            epoch > before && epoch <= created,
+            "{before} < {epoch} <= {created}"
+        );
+        state.shutdown().await;
+    }
+}
