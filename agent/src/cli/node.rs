@@ -500,13 +500,6 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// that is Ready (unless `force`) and for the host that leads the cluster.
 pub async fn forget(ctx: &Ctx, name: &str, force: bool) -> Result<(), CliError> {
     let node = get_node(ctx, name).await?;
-    let members = ctx.client.get(MEMBERS_PATH).await?;
-    if member_role(&members, name) == Some("leader") {
-        return Err(fail(format!(
-            "node {name:?} leads the cluster: stop berth on that host first (another host takes over within seconds), then forget it"
-        )));
-    }
-    let was_member = member_role(&members, name).is_some();
     let ready = node
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -516,9 +509,16 @@ pub async fn forget(ctx: &Ctx, name: &str, force: bool) -> Result<(), CliError> 
         });
     if ready && !force {
         return Err(fail(format!(
-            "node {name:?} is Ready: its agent still posts status, and would register it again. Stop berth on that host first (or drain it), or pass --force"
+            "node {name:?} is Ready: its agent still runs. Stop berth on that host first (or drain it), or pass --force (the host then leaves the cluster: its writes are refused and it must join again with a token)"
         )));
     }
+    let members = ctx.client.get(MEMBERS_PATH).await?;
+    if member_role(&members, name) == Some("leader") {
+        return Err(fail(format!(
+            "node {name:?} leads the cluster: stop berth on that host first (another host takes over within seconds), then forget it"
+        )));
+    }
+    let was_member = member_role(&members, name).is_some();
     ctx.client
         .json(
             Method::DELETE,

@@ -87,6 +87,19 @@ async fn rebalance(state: State, mut shutdown: watch::Receiver<bool>) {
         if metrics.current_leader != Some(state.node_id()) {
             continue;
         }
+        // The membership takes effect when its entry is appended, the Nodes when theirs are
+        // applied: a new leader that has not applied up to the membership entry could miss
+        // the Node of a host admitted just before it (its Node entry precedes its learner
+        // entry) and take it for forgotten.
+        let applied = metrics.last_applied.map(|log| log.index);
+        let membership_at = metrics
+            .membership_config
+            .log_id()
+            .as_ref()
+            .map(|log| log.index);
+        if applied < membership_at {
+            continue;
+        }
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let last = metrics.last_log_index.unwrap_or(0);
@@ -96,7 +109,15 @@ async fn rebalance(state: State, mut shutdown: watch::Receiver<bool>) {
             .iter()
             .filter_map(|n| n.pointer("/metadata/name").and_then(|v| v.as_str()))
             .collect();
-        let (pods, _) = state.list("Pod", None);
+        // Pods are counted only when some member lacks its Node (this runs on every write).
+        let any_forgotten = membership
+            .nodes()
+            .any(|(_, m)| !node_names.contains(m.name.as_str()));
+        let pods = if any_forgotten {
+            state.list("Pod", None).0
+        } else {
+            Vec::new()
+        };
         let mut bound: BTreeMap<&str, usize> = BTreeMap::new();
         for pod in &pods {
             if let Some(node) = pod.pointer("/spec/nodeName").and_then(|v| v.as_str()) {

@@ -9,6 +9,7 @@
 //! ([`super::members::proposal_refusal`]), so its heartbeat fails and it fences its stateful
 //! pods; it never counts toward quorum again.
 
+use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,8 @@ pub fn removed_according_to(me: NodeId, views: &[MembershipView]) -> Option<bool
 /// says how to re-join when it is not; ends when the cluster is dropped.
 pub(super) async fn watch(cluster: Weak<Inner>) {
     let mut last_logged: Option<Instant> = None;
+    // One pooled client per peer address, kept across checks.
+    let mut clients: HashMap<String, PeerClient> = HashMap::new();
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         let Some(inner) = cluster.upgrade() else {
@@ -68,7 +71,9 @@ pub(super) async fn watch(cluster: Weak<Inner>) {
             continue;
         }
         let membership = metrics.membership_config.membership().clone();
-        let locally_removed = membership.get_node(&me).is_none();
+        // An empty membership is a joining host's before the leader's first append.
+        let locally_removed =
+            membership.nodes().next().is_some() && membership.get_node(&me).is_none();
         let removed = if locally_removed {
             Some(true)
         } else {
@@ -76,8 +81,11 @@ pub(super) async fn watch(cluster: Weak<Inner>) {
             // The leader this host knows first: it answers for everyone.
             let mut peers: Vec<_> = membership.nodes().filter(|(id, _)| **id != me).collect();
             peers.sort_by_key(|(id, _)| Some(**id) != metrics.current_leader);
+            clients.retain(|address, _| peers.iter().any(|(_, m)| m.address == *address));
             for (_, member) in peers {
-                let client = PeerClient::with_config(member.address.clone(), tls.clone());
+                let client = clients.entry(member.address.clone()).or_insert_with(|| {
+                    PeerClient::with_config(member.address.clone(), tls.clone())
+                });
                 if let Ok(view) = client
                     .get::<MembershipView>(MEMBERSHIP_PATH, ASK_TIMEOUT)
                     .await
