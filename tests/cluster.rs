@@ -315,6 +315,15 @@ fn a_pod_on_host_one_resolves_and_reaches_a_pod_on_host_three_by_dns_name_and_ev
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-from-h3");
+    // Stdin goes the whole way too (CLI -> h1 over TLS -> h3), and its end reaches the command.
+    let mut cat = remote(&["exec", "-i", "server", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cat.stdin.take().unwrap(), b"ping-through-h1\n").unwrap();
+    let out = cat.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ping-through-h1\n");
     let out = remote(&["logs", "server"]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("serving-on-h3"),
