@@ -60,7 +60,7 @@ async fn stop(running: Option<(watch::Sender<bool>, Vec<tokio::task::JoinHandle<
     let Some((tx, tasks)) = running else { return };
     let _ = tx.send(true);
     for task in tasks {
-        if tokio::time::timeout(Duration::from_secs(2), &mut Box::pin(async { task.await }))
+        if tokio::time::timeout(Duration::from_secs(2), task)
             .await
             .is_err()
         {

@@ -100,19 +100,17 @@ pub(super) async fn watch(cluster: Weak<Inner>) {
             removed_according_to(me, &views)
         };
         match removed {
-            Some(true) => {
-                if last_logged.is_none_or(|at| at.elapsed() >= REMIND_EVERY) {
-                    last_logged = Some(Instant::now());
-                    tracing::error!(
-                        node = %state.node_name(),
-                        node_id = me,
-                        "{}; until then this agent takes no part in the cluster (its writes are refused, its stateful pods stay fenced)",
-                        removed_message(state.node_name())
-                    );
-                }
+            Some(true) if last_logged.is_none_or(|at| at.elapsed() >= REMIND_EVERY) => {
+                last_logged = Some(Instant::now());
+                tracing::error!(
+                    node = %state.node_name(),
+                    node_id = me,
+                    "{}; until then this agent takes no part in the cluster (its writes are refused, its stateful pods stay fenced)",
+                    removed_message(state.node_name())
+                );
             }
             Some(false) => last_logged = None,
-            None => {}
+            Some(true) | None => {}
         }
     }
 }
