@@ -475,11 +475,13 @@ pub struct NodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Remove a lost node for good: its Node object goes, claims whose directory was on it are
-    /// released (the data stays on that host's disk) and its pods are re-created elsewhere.
+    /// released (the data stays on that host's disk), its pods are re-created elsewhere, and
+    /// the host leaves the raft group (a learner takes its voting seat).
     Forget {
         /// The node's name.
         name: String,
-        /// Forget it even though it is Ready.
+        /// Forget it even though it is Ready: its writes are then refused and it must join
+        /// again with a new token.
         #[arg(long)]
         force: bool,
     },
