@@ -109,10 +109,12 @@ pub enum EpochError {
 }
 
 impl EpochError {
-    /// The reason shown in the pod's status and events.
+    /// The reason shown in the pod's status and events: `StaleAssignment`,
+    /// `InvalidAssignmentEpoch` or `ClaimOwnerError`.
     pub fn reason(&self) -> &'static str {
         match self {
             EpochError::Stale { .. } => "StaleAssignment",
+            EpochError::Annotation { .. } => "InvalidAssignmentEpoch",
             _ => "ClaimOwnerError",
         }
     }
@@ -388,6 +390,7 @@ mod tests {
                 "{err:?}"
             );
             assert!(err.to_string().contains(ASSIGNMENT_EPOCH), "{err}");
+            assert_eq!(err.reason(), "InvalidAssignmentEpoch");
         }
     }
 

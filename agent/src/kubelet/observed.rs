@@ -94,7 +94,7 @@ pub struct StartFailure {
 /// the pod's reason and its containers' waiting reason until a check passes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRefusal {
-    /// `StaleAssignment` or `ClaimOwnerError`.
+    /// `StaleAssignment`, `InvalidAssignmentEpoch` or `ClaimOwnerError`.
     pub reason: String,
     /// What was found and how to resolve it.
     pub message: String,
