@@ -500,7 +500,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let a = root.path().join("a");
         let b = root.path().join("b");
-        claim_for_start(&[b.clone()], &pod("web-1", "new", Some("20"))).unwrap();
+        claim_for_start(std::slice::from_ref(&b), &pod("web-1", "new", Some("20"))).unwrap();
         let err =
             claim_for_start(&[a.clone(), b.clone()], &pod("web-1", "old", Some("10"))).unwrap_err();
         assert!(matches!(err, EpochError::Stale { ref directory, .. } if *directory == b));
@@ -515,7 +515,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("c");
         std::fs::write(owner_path(&dir), b"{not json").unwrap();
-        let err = claim_for_start(&[dir.clone()], &pod("c-0", "u", Some("1"))).unwrap_err();
+        let err =
+            claim_for_start(std::slice::from_ref(&dir), &pod("c-0", "u", Some("1"))).unwrap_err();
         assert!(matches!(err, EpochError::Corrupt { .. }));
         assert_eq!(err.reason(), "ClaimOwnerError");
         assert!(err.to_string().contains("c.owner"), "{err}");
