@@ -1819,6 +1819,35 @@ fn the_generation_counts_spec_changes_only() {
 }
 
 #[test]
+fn a_pods_assignment_epoch_cannot_be_forged_or_stripped_by_an_update() {
+    const EPOCH: &str = "berth.io/assignment-epoch";
+    let bound = edit(&pod(), &[("/metadata/annotations", json!({EPOCH: "41"}))]);
+    let old = stored(&bound);
+    let annotation = |o: &Object| o.to_value()["metadata"]["annotations"][EPOCH].clone();
+    assert_eq!(annotation(&old), json!("41"));
+    for annotations in [json!({EPOCH: "9999"}), json!({}), json!({"team": "db"})] {
+        let update = edit(&pod(), &[("/metadata/annotations", annotations.clone())]);
+        let updated = admit_update(&old, &update).unwrap();
+        assert_eq!(annotation(&updated.object), json!("41"), "{annotations}");
+    }
+    // A pod that has none (not bound by the scheduler) cannot be given one.
+    let unbound = stored(&pod());
+    let forged = edit(&pod(), &[("/metadata/annotations", json!({EPOCH: "9999"}))]);
+    let updated = admit_update(&unbound, &forged).unwrap();
+    assert_eq!(
+        updated.object.to_value()["metadata"].get("annotations"),
+        None
+    );
+    // Other kinds are not touched.
+    let set = edit(
+        &stateful_set(),
+        &[("/metadata/annotations", json!({EPOCH: "5"}))],
+    );
+    let updated = admit_update(&stored(&stateful_set()), &set).unwrap();
+    assert_eq!(annotation(&updated.object), json!("5"));
+}
+
+#[test]
 fn an_update_keeps_the_jobs_generated_selector_when_the_manifest_omits_it() {
     let old = stored(&job());
     let updated = admit_update(&old, &edit(&job(), &[("/spec/suspend", json!(true))])).unwrap();

@@ -205,6 +205,7 @@ pub fn generate_job_selector(job: &mut Job) {
 pub fn prepare_for_update(old: &Object, new: &mut Object) {
     let old_meta = old.metadata();
     carry_job_selector(old, new);
+    carry_assignment_epoch(old, new);
     if !kind_info_namespaced(new) {
         new.metadata_mut().namespace = None;
     }
@@ -226,6 +227,39 @@ pub fn prepare_for_update(old: &Object, new: &mut Object) {
         });
     } else {
         new.metadata_mut().generation = None;
+    }
+}
+
+/// A pod's assignment epoch (`berth.io/assignment-epoch`, the fencing token its claims'
+/// owner files are checked against) is the scheduler's alone: it writes it in the binding,
+/// which is not an API update. An update through the API keeps the stored value, so a client
+/// can neither forge a newer epoch nor strip it.
+fn carry_assignment_epoch(old: &Object, new: &mut Object) {
+    use crate::claims::epoch::ASSIGNMENT_EPOCH;
+    if !matches!(old, Object::Pod(_)) {
+        return;
+    }
+    let stored = old
+        .metadata()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ASSIGNMENT_EPOCH))
+        .cloned();
+    let meta = new.metadata_mut();
+    match stored {
+        Some(epoch) => {
+            meta.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(ASSIGNMENT_EPOCH.to_owned(), epoch);
+        }
+        None => {
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.remove(ASSIGNMENT_EPOCH);
+                if annotations.is_empty() {
+                    meta.annotations = None;
+                }
+            }
+        }
     }
 }
 
