@@ -379,10 +379,6 @@ impl Cluster {
         }
         tracing::info!(node = %request.node_name, node_id = request.node_id, address = %request.address, %pod_cidr, "admitted a host as a learner");
         let members = state
-            .raft()
-            .metrics()
-            .borrow()
-            .membership_config
             .membership()
             .nodes()
             .map(|(id, m)| (*id, m.clone()))

@@ -245,10 +245,6 @@ async fn propose(
     let state = peer.cluster.state();
     let sender = identity.0.map(|s| s.common_name).unwrap_or_default();
     let is_member = state
-        .raft()
-        .metrics()
-        .borrow()
-        .membership_config
         .membership()
         .nodes()
         .any(|(_, member)| member.name == sender);

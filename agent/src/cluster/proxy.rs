@@ -95,13 +95,7 @@ async fn pod_io(
         .and_then(|p| p.pointer("/spec/nodeName"))
         .and_then(Value::as_str);
     let forwarded = request.headers().contains_key(FORWARDED_HEADER);
-    let membership = state
-        .raft()
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .clone();
+    let membership = state.membership();
     let route = pod_route(pod_node, state.node_name(), forwarded, |node| {
         membership
             .nodes()

@@ -694,6 +694,17 @@ impl State {
         &self.inner.raft
     }
 
+    /// The raft membership as this replica last saw it: voters, learners and their addresses.
+    pub fn membership(&self) -> openraft::Membership<NodeId, Member> {
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone()
+    }
+
     /// Stops raft and closes the database; applied changes not yet durable are made durable
     /// as redb closes. Waits (up to ten seconds) until the database file and the directory
     /// lock are released, so the directory can be opened again.
