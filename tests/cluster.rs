@@ -968,7 +968,7 @@ fn a_statefulset_of_three_spreads_one_pod_per_host_in_order() {
 }
 
 #[test]
-fn a_daemonset_follows_hosts_joining_and_relabelled() {
+fn a_daemonset_follows_hosts_joining_relabelled_and_leaving() {
     let mut cluster = Cluster::start("dsfollow", 2);
     let set = format!(
         "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels:\n      app: agent\n  template:\n    metadata:\n      labels:\n        app: agent\n    spec:\n      terminationGracePeriodSeconds: 1\n      nodeSelector:\n        role: worker\n      containers:\n      - name: main\n        image: {IMAGE}\n        command: [\"sh\", \"-c\", \"exec sleep 3600\"]\n"
@@ -1007,6 +1007,16 @@ fn a_daemonset_follows_hosts_joining_and_relabelled() {
     // Relabelled away: its pod goes, the others stay.
     cluster.hosts[0].ok(&["label", "node", "h2", "role=storage", "--overwrite"]);
     on(&cluster, &["h1", "h3"]);
+    // The third host leaves (its agent stopped, the host forgotten): its pod goes with it.
+    cluster.hosts[third].stop();
+    cluster.hosts[0].wait_for("the stopped host forgotten", 60, || {
+        cluster.hosts[0]
+            .berth(&["node", "forget", &name, "--force"])
+            .status
+            .success()
+            .then_some(())
+    });
+    on(&cluster, &["h1"]);
 }
 
 /// Whether any process on the machine runs in the cgroup of the pod with `uid`.
