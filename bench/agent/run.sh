@@ -10,7 +10,7 @@ ROUNDS=${1:-20}
 PODS=${2:-50}
 : "${CARGO_TARGET_DIR:=$PWD/target}"
 export CARGO_TARGET_DIR
-cargo build --release -q --workspace --bins --examples
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q --workspace --bins --examples  # BENCH_NO_BUILD=1: use the binaries already built
 BIN=$CARGO_TARGET_DIR/release
 DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
 # The agent runs in a network namespace of its own (its bridge, nft table and DNS stay there);

@@ -21,7 +21,7 @@ export CARGO_TARGET_DIR
 RUNS=${BENCH_RUNS:-10}
 PODS=${BENCH_PODS:-30}
 
-cargo build --release -q -p berth-agent -p berth-runtime --bins
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p berth-agent -p berth-runtime --bins  # BENCH_NO_BUILD=1: use the binaries already built
 BIN=$CARGO_TARGET_DIR/release
 WORK=$(mktemp -d /tmp/berth-bench-cluster.XXXXXX)
 IMAGE_DIR=${BENCH_IMAGE_DIR:-/tmp/berth-bench-busybox-oci}

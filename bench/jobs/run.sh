@@ -30,7 +30,7 @@ cargo test --release -q -p berth-agent --lib -- --ignored --nocapture --test-thr
     controllers::cronjob::tests::bench_due_time_after_downtime 2>&1 |
     grep -E "^(job plan|cron due|cronjob plan)|panicked|error"
 
-cargo build --release -q -p berth-agent -p berth-runtime --bins
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p berth-agent -p berth-runtime --bins  # BENCH_NO_BUILD=1: use the binaries already built
 BIN=$CARGO_TARGET_DIR/release
 WORK=$(mktemp -d /tmp/berth-bench-jobs.XXXXXX)
 SOCK=$WORK/run/berth.sock

@@ -21,7 +21,7 @@ export CARGO_TARGET_DIR
 RUNS=${BENCH_RUNS:-5}
 REPLICAS=${BENCH_REPLICAS:-10}
 
-cargo build --release -q -p berth-agent -p berth-runtime --bins
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p berth-agent -p berth-runtime --bins  # BENCH_NO_BUILD=1: use the binaries already built
 BIN=$CARGO_TARGET_DIR/release
 WORK=$(mktemp -d /tmp/berth-bench-sts.XXXXXX)
 SOCK=$WORK/run/berth.sock
