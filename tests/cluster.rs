@@ -145,17 +145,12 @@ fn killing_the_leader_elects_a_new_leader_that_takes_writes() {
     // The forgotten host comes back with its old identity: it is not let in, and its log says
     // how to join again.
     cluster.hosts[leader].spawn();
-    cluster.hosts[leader].wait_for("the returning host told it was removed", 90, || {
-        // The removal watch's own error, not only the refused heartbeat's warning.
-        let log = cluster.hosts[leader].log();
-        log.lines()
-            .any(|l| {
-                l.contains(&format!("host \"{dead}\" is not a member of the cluster"))
-                    && l.contains("join with a new token")
-                    && l.contains("this agent takes no part in the cluster")
-            })
-            .then_some(())
-    });
+    told_it_was_removed(
+        &cluster,
+        leader,
+        "the returning host told it was removed",
+        90,
+    );
     let roles = cluster.roles(survivor);
     assert!(!roles.iter().any(|(name, _)| *name == dead), "{roles:?}");
     assert!(
@@ -388,15 +383,12 @@ fn a_pod_on_host_one_resolves_and_reaches_a_pod_on_host_three_by_dns_name_and_ev
         forgot.contains(&format!("member/{name} removed from the raft group")),
         "{forgot}"
     );
-    cluster.hosts[victim].wait_for("the forgotten host told it was removed", 60, || {
-        let log = cluster.hosts[victim].log();
-        log.lines()
-            .any(|l| {
-                l.contains(&format!("host \"{name}\" is not a member of the cluster"))
-                    && l.contains("this agent takes no part in the cluster")
-            })
-            .then_some(())
-    });
+    told_it_was_removed(
+        &cluster,
+        victim,
+        "the forgotten host told it was removed",
+        60,
+    );
     // Its heartbeat runs on (several beats have passed): the Node stays gone.
     let roles = cluster.roles(asking);
     assert_eq!(roles.len(), 2, "{roles:?}");
@@ -460,6 +452,23 @@ fn a_partitioned_minority_refuses_writes_with_no_quorum_and_its_dns_still_answer
             .berth(&["get", "configmap", "majority"])
             .status
             .success()
+            .then_some(())
+    });
+}
+
+/// Waits until host `index` logs the removal watch's own error (not only a refused
+/// heartbeat's warning): it is not a member any more and must join again with a new token.
+fn told_it_was_removed(cluster: &Cluster, index: usize, what: &str, seconds: u64) {
+    let host = &cluster.hosts[index];
+    let needle = format!("host \"{}\" is not a member of the cluster", host.name);
+    host.wait_for(what, seconds, || {
+        host.log()
+            .lines()
+            .any(|l| {
+                l.contains(&needle)
+                    && l.contains("join with a new token")
+                    && l.contains("this agent takes no part in the cluster")
+            })
             .then_some(())
     });
 }
