@@ -96,6 +96,12 @@ pub enum ContainerError {
     },
     #[error("container {id} is still running (remove it with force to kill it)")]
     StillRunning { id: ContainerId },
+    #[error("container {id}: fencing off its shim")]
+    StartLock {
+        id: ContainerId,
+        #[source]
+        source: crate::shim::StartLockError,
+    },
     #[error(transparent)]
     Shim(#[from] ShimError),
 }
@@ -111,9 +117,25 @@ struct StartGuard {
 impl Drop for StartGuard {
     fn drop(&mut self) {
         if self.armed {
-            cleanup(&self.dirs, &self.id, &self.cgroup_dirs);
+            remove_fenced(&self.dirs, &self.id, &self.cgroup_dirs);
         }
     }
+}
+
+/// How long removal waits for a killed shim to end.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Kills the shim of a start that is given up (if it still runs), then removes everything
+/// the container has on the host, holding the start lock so that no shim starts it later.
+fn remove_fenced(dirs: &RuntimeDirs, id: &ContainerId, cgroup_dirs: &[PathBuf]) -> Vec<String> {
+    let fence = crate::shim::fence_start(&dirs.shim_dir(id), true, Instant::now() + KILL_WAIT);
+    let mut problems = match &fence {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![crate::shim::error_chain(e)],
+    };
+    problems.extend(cleanup(dirs, id, cgroup_dirs));
+    drop(fence);
+    problems
 }
 
 /// Removes everything a container has on the host. Best effort, idempotent.
@@ -161,7 +183,7 @@ impl Runtime {
                     guard.id.clone(),
                     guard.cgroup_dirs.clone(),
                 );
-                blocking(move || cleanup(&dirs, &id, &cgroup_dirs)).await;
+                blocking(move || remove_fenced(&dirs, &id, &cgroup_dirs)).await;
                 Err(e.into())
             }
         }
@@ -215,6 +237,11 @@ impl Runtime {
                 return Err(ContainerError::AlreadyExists { id: id.clone() });
             }
             Err(e) => return Err(io_err("creating", &shim_dir)(e)),
+        }
+        let lock_path = shim_dir.join(files::START_LOCK);
+        if let Err(e) = crate::shim::create_start_lock(&shim_dir) {
+            let _ = crate::fsutil::remove_dir_all_if_exists(&shim_dir);
+            return Err(io_err("creating", &lock_path)(e));
         }
         let cgroup_rel = sandbox.cgroup().container_path(id);
         let cgroup_rel = cgroup_rel
@@ -338,6 +365,10 @@ impl Runtime {
 
     /// Removes a container's state, rootfs, cgroup and shim directory. A running container is
     /// an error unless `force`, which kills it first. Idempotent.
+    ///
+    /// A container whose start was never confirmed (see [`crate::shim::RecoveredState`]) may
+    /// still have a shim starting it: with `force` that shim is killed, and the start lock is
+    /// held while the directory goes, so no shim can start the container afterwards.
     pub async fn remove_container(
         &self,
         id: &ContainerId,
@@ -347,8 +378,10 @@ impl Runtime {
         let config: Option<ShimConfig> = std::fs::read(dir.join(files::CONFIG))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let shim = Shim::from_pid_file(id.clone(), dir.clone());
-        if let Some(shim) = &shim {
+        // A started container is stopped through its shim (which then records its exit).
+        if dir.join(files::STARTED).exists()
+            && let Some(shim) = Shim::from_pid_file(id.clone(), dir.clone())
+        {
             if !force {
                 return Err(ContainerError::StillRunning { id: id.clone() });
             }
@@ -357,6 +390,21 @@ impl Runtime {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Whatever shim is left holds the start lock: one still starting the container.
+        let fence_dir = dir.clone();
+        let fence = blocking(move || {
+            crate::shim::fence_start(&fence_dir, force, Instant::now() + KILL_WAIT)
+        })
+        .await
+        .map_err(|source| match source {
+            crate::shim::StartLockError::Taken { .. } if !force => {
+                ContainerError::StillRunning { id: id.clone() }
+            }
+            source => ContainerError::StartLock {
+                id: id.clone(),
+                source,
+            },
+        })?;
         let cgroup_dirs: Vec<PathBuf> = match &config {
             Some(c) => c
                 .cgroup
@@ -370,7 +418,12 @@ impl Runtime {
         };
         let dirs = self.dirs.clone();
         let id2 = id.clone();
-        let problems = blocking(move || cleanup(&dirs, &id2, &cgroup_dirs)).await;
+        let problems = blocking(move || {
+            let problems = cleanup(&dirs, &id2, &cgroup_dirs);
+            drop(fence);
+            problems
+        })
+        .await;
         tracing::info!(container = %id, force, "container removed");
         if let Some(first) = problems.into_iter().next() {
             return Err(ContainerError::Io {

@@ -5,6 +5,8 @@
 //!   shims/<container-id>/
 //!     shim-config.json                     what the agent asked for (ShimConfig)
 //!     bundle/config.json                   the OCI runtime spec
+//!     start.lock                           made by the agent before the spawn; locked by the
+//!                                          shim for its life (shim::start_lock)
 //!     pid                                  "<shim pid> <start time>", written by the shim
 //!     started.json                         init pid and start time, once running
 //!     exit.json                            the exit record (atomic: tmp, fsync, rename)

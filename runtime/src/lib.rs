@@ -10,7 +10,8 @@
 //! Shim::wait / stop / signal
 //! Runtime::exec / exec_output
 //! Runtime::remove_container, remove_pod_volumes, remove_sandbox (all idempotent)
-//! Runtime::recover          after an agent restart: running shims, exits, unknowns
+//! Runtime::recover          after an agent restart: running shims, exits, unknowns and
+//!                           unconfirmed starts (remove those with force, then start again)
 //! ```
 //!
 //! Everything lives under the two configured directories ([`RuntimeDirs`]); the crate keeps no

@@ -74,6 +74,25 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// `pidfd_send_signal(pidfd, signal)`: signals the process a pidfd refers to (never a process
+/// that reused its pid).
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor we own; a null siginfo means "as kill(2) would".
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`) and
 /// whether it is a zombie. `None` if the process does not exist.
 pub fn process_start_time(pid: i32) -> io::Result<Option<(u64, bool)>> {

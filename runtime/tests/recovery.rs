@@ -232,3 +232,133 @@ async fn shims_move_out_of_the_launchers_cgroup() {
     assert!(memory.ends_with(&format!("/pod{pod}/c-cg")), "{memory}");
     shim.stop(libc::SIGKILL, Duration::ZERO).await.unwrap();
 }
+
+/// A FIFO at `path` (opening it for writing blocks until a reader opens it).
+fn fifo(path: &std::path::Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+#[tokio::test]
+async fn a_start_given_up_before_its_shim_took_the_lock_never_runs_the_container() {
+    let mut t = TestRuntime::new("start_before_lock");
+    let pod = t.sandbox(&format!("p-{}", t.name), "web-0").await;
+    // The "shim" is a gate that waits on a FIFO, then execs the real shim: the agent has
+    // spawned it, but it has not taken its start lock yet.
+    let gate = t.tmp.join("gate");
+    fifo(&gate);
+    let wrapper = t.tmp.join("gated-shim");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nread go < {}\nexec {} \"$@\"\n",
+            gate.display(),
+            env!("CARGO_BIN_EXE_berth-shim")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut config = RuntimeConfig::new(t.dirs().clone(), &wrapper);
+    config.cgroup_parent = format!("berth-test-{}", t.name);
+    let gated = Runtime::new(config).unwrap();
+    let request = t.request("c-gated", &pod, "exec sleep 1000");
+    let start = tokio::spawn(async move { gated.start_container(request).await });
+    // Opening the gate for writing returns once the wrapper waits at it.
+    let gate_path = gate.clone();
+    let mut gate_writer = tokio::task::spawn_blocking(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(gate_path)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    // The agent "crashed" here. The next one finds a start that was never confirmed, with no
+    // shim holding the lock.
+    let found = t.runtime.recover().unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(
+        matches!(
+            found[0].state,
+            RecoveredState::StartUnconfirmed {
+                starting_shim: None,
+                ..
+            }
+        ),
+        "{:?}",
+        found[0].state
+    );
+    let id = ContainerId::new("c-gated").unwrap();
+    t.runtime.remove_container(&id, false).await.unwrap();
+    assert_nothing_left(&t, "c-gated");
+
+    // The late shim goes on: it must find its start given up and start nothing.
+    use std::io::Write;
+    gate_writer.write_all(b"go\n").unwrap();
+    drop(gate_writer);
+    let err = start
+        .await
+        .unwrap()
+        .expect_err("the given-up start must fail");
+    let message = berth_runtime::shim::error_chain(&err);
+    assert!(message.contains("start lock"), "{message}");
+    assert_nothing_left(&t, "c-gated");
+}
+
+#[tokio::test]
+async fn a_shim_still_starting_when_the_agent_stopped_is_killed_by_forced_removal() {
+    let mut t = TestRuntime::new("start_mid_start");
+    let pod = t.sandbox(&format!("p-{}", t.name), "web-0").await;
+    // The container's log is a FIFO nobody reads: the shim blocks opening it, after it took
+    // its start lock and wrote its pid file, before it creates the container.
+    let log = t.tmp.join("fifo-logs").join("c-mid.log");
+    fifo(&log);
+    let mut request = t.request("c-mid", &pod, "exec sleep 1000");
+    request.log = berth_runtime::LogConfig::new(&log);
+    let runtime = t.runtime.clone();
+    let start = tokio::spawn(async move { runtime.start_container(request).await });
+
+    let starting = eventually(
+        "the shim to hold its start lock",
+        Duration::from_secs(30),
+        || {
+            t.runtime
+                .recover()
+                .unwrap()
+                .into_iter()
+                .find_map(|c| match c.state {
+                    RecoveredState::StartUnconfirmed {
+                        starting_shim: Some(pid),
+                        ..
+                    } => Some(pid),
+                    _ => None,
+                })
+        },
+    )
+    .await;
+    assert!(process_alive(starting));
+    let id = ContainerId::new("c-mid").unwrap();
+    let refused = t.runtime.remove_container(&id, false).await;
+    assert!(
+        matches!(
+            refused,
+            Err(berth_runtime::ContainerError::StillRunning { .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        process_alive(starting),
+        "removal without force kills nothing"
+    );
+
+    t.runtime.remove_container(&id, true).await.unwrap();
+    assert!(!process_alive(starting), "the starting shim is killed");
+    assert_nothing_left(&t, "c-mid");
+    assert!(start.await.unwrap().is_err());
+    assert_nothing_left(&t, "c-mid");
+}

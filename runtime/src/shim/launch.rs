@@ -62,6 +62,8 @@ pub enum LaunchError {
         #[source]
         source: libcontainer::error::LibcontainerError,
     },
+    #[error("taking the start lock")]
+    StartLock(#[source] super::start_lock::StartLockError),
     #[error("container {id} has no init pid after create")]
     NoPid { id: String },
     #[error("executing the shim monitor")]
@@ -150,6 +152,8 @@ fn report(ready: &OwnedFd, msg: &ReadyMessage) {
 #[derive(Debug, Clone, Copy)]
 struct Started {
     init: Pid,
+    /// The start lock, held until the shim exits.
+    lock: i32,
     stdout: i32,
     stderr: i32,
     control: i32,
@@ -166,6 +170,9 @@ fn load_config(dir: &Path) -> Result<ShimConfig, LaunchError> {
 
 fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
     let setup = |step| move |source| LaunchError::Setup { step, source };
+    // Before anything else: a shim that finds the lock taken or removed was given up by the
+    // agent (which removes the directory while it holds the lock) and must start nothing.
+    let lock = super::start_lock::take_for_shim(dir).map_err(LaunchError::StartLock)?;
     let config = load_config(dir)?;
     let me = std::process::id() as i32;
     // Out of the agent's cgroup before anything is forked, so stopping the agent's service
@@ -272,6 +279,7 @@ fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
     let _ = process_setup::set_oom_score_adj(SHIM_OOM_SCORE_ADJ);
     Ok(Started {
         init,
+        lock: lock.into_raw_fd(),
         stdout: stdout_r.into_raw_fd(),
         stderr: stderr_r.into_raw_fd(),
         control: control.into_raw_fd(),
@@ -309,7 +317,13 @@ fn exec_monitor(dir: &Path, started: Started, ready_fd: i32) -> LaunchError {
         Ok(c) => c,
         Err(e) => return e,
     };
-    for fd in [started.stdout, started.stderr, started.control, ready_fd] {
+    for fd in [
+        started.stdout,
+        started.stderr,
+        started.control,
+        started.lock,
+        ready_fd,
+    ] {
         if let Err(source) = process_setup::keep_across_exec(fd) {
             return LaunchError::Setup {
                 step: "passing descriptors to the monitor",
@@ -342,6 +356,7 @@ fn exec_monitor(dir: &Path, started: Started, ready_fd: i32) -> LaunchError {
         format!("stderr={}", started.stderr),
         format!("control={}", started.control),
         format!("ready={ready_fd}"),
+        format!("lock={}", started.lock),
         format!(
             "ready-msg={}",
             serde_json::to_string(&ready).unwrap_or_default()

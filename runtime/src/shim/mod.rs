@@ -32,6 +32,7 @@ mod launch;
 mod monitor;
 mod process_setup;
 mod recover;
+mod start_lock;
 mod tenant;
 
 use std::collections::BTreeMap;
@@ -43,7 +44,9 @@ use crate::layout::{ContainerId, PodUid};
 
 pub use handle::{Shim, ShimError, SpawnOptions};
 pub(crate) use launch::delete_state as delete_libcontainer_state;
-pub use recover::{RecoveredContainer, RecoveredState, recover};
+pub use recover::{DirFacts, RecoveredContainer, RecoveredState, Verdict, judge, recover};
+pub use start_lock::StartLockError;
+pub(crate) use start_lock::{create as create_start_lock, fence as fence_start};
 pub use tenant::{ExecArgs, ExecStatus, status_path as exec_status_path};
 
 /// An error and its sources on one line (`a: b: c`), for logs and for messages that cross a
@@ -61,6 +64,8 @@ pub(crate) mod files {
     pub const EXIT: &str = "exit.json";
     pub const CONTROL: &str = "control.sock";
     pub const LOG: &str = "shim.log";
+    /// Held by the shim process for its whole life (see [`super::start_lock`]).
+    pub const START_LOCK: &str = "start.lock";
 }
 
 /// Where and how a container's output is logged.

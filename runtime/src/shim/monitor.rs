@@ -38,6 +38,8 @@ pub struct MonitorArgs {
     stdout: i32,
     stderr: i32,
     control: i32,
+    /// The start lock (see `start_lock`): held until the monitor exits.
+    lock: i32,
     ready: i32,
     ready_msg: String,
     started_at: String,
@@ -86,6 +88,7 @@ pub fn parse_args(words: &[OsString]) -> Result<MonitorArgs, String> {
         stdout: num("stdout")? as i32,
         stderr: num("stderr")? as i32,
         control: num("control")? as i32,
+        lock: num("lock")? as i32,
         ready: num("ready")? as i32,
         ready_msg: text("ready-msg")?,
         started_at: text("started-at")?,
@@ -132,14 +135,17 @@ pub fn run(args: MonitorArgs) -> i32 {
         }
     };
     // SAFETY: these descriptors were passed to us by `start` and nothing else owns them.
-    let (stdout, stderr, control_fd, ready) = unsafe {
+    let (stdout, stderr, control_fd, ready, lock) = unsafe {
         (
             OwnedFd::from_raw_fd(args.stdout),
             OwnedFd::from_raw_fd(args.stderr),
             OwnedFd::from_raw_fd(args.control),
             OwnedFd::from_raw_fd(args.ready),
+            OwnedFd::from_raw_fd(args.lock),
         )
     };
+    // Kept open (never closed before exit: closing releases the lock) and out of any child.
+    set_cloexec(lock.as_raw_fd());
     let control = UnixListener::from(control_fd);
     for fd in [stdout.as_raw_fd(), stderr.as_raw_fd(), control.as_raw_fd()] {
         set_nonblocking(fd);
