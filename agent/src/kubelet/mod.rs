@@ -288,6 +288,16 @@ fn recover(
         let init = c.labels.get(labels::INIT).map(String::as_str) == Some("true");
         let now = chrono::Utc::now();
         let (state, shim) = match c.state {
+            RecoveredState::StartUnconfirmed {
+                starting_shim,
+                reason,
+            } => {
+                // Not a run: its worker removes it (killing a shim still starting it) and
+                // starts the container again.
+                tracing::warn!(container = %c.id, pod = %uid, ?starting_shim, %reason, "container start never confirmed; it will be removed and started again");
+                adopted.entry(uid).or_default().unconfirmed.push(c.id);
+                continue;
+            }
             RecoveredState::Running(shim) => {
                 let started_at = chrono::DateTime::parse_from_rfc3339(shim.started_at())
                     .map(|t| t.with_timezone(&chrono::Utc))
@@ -425,6 +435,9 @@ fn sync(
 /// Stops and removes what is left of a pod the cluster no longer has.
 async fn remove_orphan(node: &NodeContext, uid: &str, leftovers: Adopted) {
     tracing::info!(pod = %uid, "removing the containers of a pod that no longer exists");
+    for id in &leftovers.unconfirmed {
+        let _ = node.runtime.remove_container(id, true).await;
+    }
     for (run, shim, _) in leftovers.runs {
         if let Some(shim) = shim {
             let _ = node

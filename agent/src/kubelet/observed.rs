@@ -111,6 +111,49 @@ pub struct ProbeResults {
     pub failed: Option<String>,
 }
 
+impl ProbeResults {
+    /// The verdicts for a run that has just started: started unless a startup probe has to
+    /// pass first, ready only if no probe has to pass first.
+    pub fn at_start(startup_probe: bool, readiness_probe: bool) -> ProbeResults {
+        ProbeResults {
+            started: !startup_probe,
+            ready: !startup_probe && !readiness_probe,
+            failed: None,
+        }
+    }
+
+    /// The verdicts for a running container adopted after an agent restart. `published` is
+    /// the container's status as last published: its `started` and `ready` are kept (so
+    /// readiness does not flap) only if it describes this very run (same `containerID`).
+    /// Otherwise the agent stopped before it published this run, or published an earlier
+    /// one: the run counts as just started and its probes decide from here.
+    pub fn adopted(
+        startup_probe: bool,
+        readiness_probe: bool,
+        published: Option<&serde_json::Value>,
+        container_id: &str,
+    ) -> ProbeResults {
+        let fresh = ProbeResults::at_start(startup_probe, readiness_probe);
+        match published.filter(|c| c["containerID"] == container_id) {
+            Some(c) => ProbeResults {
+                started: fresh.started || c["started"] == true,
+                ready: fresh.ready || c["ready"] == true,
+                failed: None,
+            },
+            None => fresh,
+        }
+    }
+
+    /// The startup probe passed: the run is started, and ready at once if it has no readiness
+    /// probe.
+    pub fn startup_passed(&mut self, readiness_probe: bool) {
+        self.started = true;
+        if !readiness_probe {
+            self.ready = true;
+        }
+    }
+}
+
 /// Crash-loop back-off of one container: kubelet's 10 s doubling to 5 minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backoff {
@@ -193,6 +236,117 @@ impl Observed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_adopted_run_keeps_published_verdicts_only_if_they_are_its_own() {
+        use serde_json::json;
+        let id = "berth://uid-main-1";
+        let mine = |started: bool, ready: bool| json!({"name": "main", "containerID": id, "started": started, "ready": ready});
+        let earlier = json!({"name": "main", "containerID": "berth://uid-main-0", "started": true, "ready": true});
+        let waiting = json!({"name": "main", "started": false, "ready": false, "state": {"waiting": {"reason": "ContainerCreating"}}});
+        let r = |started, ready| ProbeResults {
+            started,
+            ready,
+            failed: None,
+        };
+        // (startup probe, readiness probe, published status, expected verdicts, case)
+        let table = [
+            (
+                false,
+                true,
+                Some(mine(true, true)),
+                r(true, true),
+                "published ready: stays ready",
+            ),
+            (
+                false,
+                true,
+                Some(mine(true, false)),
+                r(true, false),
+                "published not ready: the probe decides",
+            ),
+            (
+                true,
+                true,
+                Some(mine(false, false)),
+                r(false, false),
+                "startup probe still pending",
+            ),
+            (
+                true,
+                false,
+                Some(mine(true, true)),
+                r(true, true),
+                "startup passed, no readiness probe",
+            ),
+            // The agent stopped before it published this run: as if just started.
+            (
+                false,
+                true,
+                None,
+                r(true, false),
+                "nothing published, readiness probe decides",
+            ),
+            (
+                false,
+                true,
+                Some(waiting.clone()),
+                r(true, false),
+                "published as creating",
+            ),
+            (
+                false,
+                false,
+                Some(waiting),
+                r(true, true),
+                "no probes: ready at once",
+            ),
+            (
+                true,
+                true,
+                None,
+                r(false, false),
+                "nothing published, startup probe first",
+            ),
+            // The published status is of the run before: none of its verdicts carry over.
+            (
+                false,
+                true,
+                Some(earlier.clone()),
+                r(true, false),
+                "earlier run was ready",
+            ),
+            (
+                true,
+                false,
+                Some(earlier),
+                r(false, false),
+                "earlier run had started",
+            ),
+        ];
+        for (startup, readiness, published, want, case) in table {
+            assert_eq!(
+                ProbeResults::adopted(startup, readiness, published.as_ref(), id),
+                want,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_passed_startup_probe_makes_a_run_without_readiness_probe_ready() {
+        let mut p = ProbeResults::at_start(true, false);
+        assert_eq!((p.started, p.ready), (false, false));
+        p.startup_passed(false);
+        assert_eq!((p.started, p.ready), (true, true));
+        let mut p = ProbeResults::at_start(true, true);
+        p.startup_passed(true);
+        assert_eq!(
+            (p.started, p.ready),
+            (true, false),
+            "the readiness probe decides"
+        );
+    }
 
     #[test]
     fn backoff_doubles_from_ten_seconds_to_five_minutes() {

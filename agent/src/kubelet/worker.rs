@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, watch};
 use super::container::{container_config, mounts};
 use super::env::{PodFacts, environment};
 use super::images::error_chain;
-use super::observed::{Backoff, ClaimRefusal, ContainerRun, Observed, RunState, StartFailure};
+use super::observed::{
+    Backoff, ClaimRefusal, ContainerRun, Observed, ProbeResults, RunState, StartFailure,
+};
 use super::plan::{Action, KillReason, plan};
 use super::probe::{self, ProbeKind, ProbeResult, ProbeTarget};
 use super::{NodeContext, RunRef, labels};
@@ -48,6 +50,9 @@ pub enum WorkerEvent {
 pub struct Adopted {
     pub runs: Vec<(ContainerRun, Option<Shim>, Option<String>)>,
     pub sandbox: bool,
+    /// Containers whose start was never confirmed: removed (a shim still starting one is
+    /// killed) before anything else, and started again as the plan decides.
+    pub unconfirmed: Vec<ContainerId>,
 }
 
 /// How often the claims of a pod they refused are checked again (a few small file reads).
@@ -76,6 +81,8 @@ pub struct Worker {
     last_pod: Option<Arc<Value>>,
     /// The status last published (or read from the pod).
     last_status: Value,
+    /// Adopted containers whose start was never confirmed, removed when the worker starts.
+    unconfirmed: Vec<ContainerId>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -111,6 +118,7 @@ impl Worker {
             volume_paths: BTreeMap::new(),
             last_pod: pod.clone(),
             last_status,
+            unconfirmed: Vec::new(),
             shutdown,
         };
         w.adopt(adopted, pod.as_deref());
@@ -120,6 +128,7 @@ impl Worker {
     /// Takes over containers found by the runtime after an agent restart, and what the last
     /// published status says (so readiness does not flap and start time is kept).
     fn adopt(&mut self, adopted: Adopted, pod: Option<&Value>) {
+        self.unconfirmed = adopted.unconfirmed;
         // A sandbox without any container may be one whose setup (network, volumes, /etc
         // files) the agent's crash interrupted: it is set up again (each step is idempotent)
         // before a container starts in it. Containers only start in a finished sandbox.
@@ -139,7 +148,8 @@ impl Worker {
             let name = run.name.clone();
             let attempt = run.attempt;
             if let Some(shim) = shim {
-                // Readiness and startup as last published, until the probes say otherwise.
+                // Readiness and startup as last published for this very run, until the probes
+                // say otherwise; a run the agent never published counts as just started.
                 let published = status
                     .and_then(|s| {
                         s.get(if run.init {
@@ -149,24 +159,30 @@ impl Worker {
                         })
                     })
                     .and_then(Value::as_array)
-                    .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()).cloned());
-                let probes = self.observed.probes.entry(name.clone()).or_default();
-                probes.ready = published.as_ref().is_some_and(|c| c["ready"] == true);
-                probes.started = published.as_ref().is_some_and(|c| c["started"] == true);
+                    .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()));
+                let spec = pod.and_then(|p| find_container_value(p, &name, run.init));
+                let has = |probe: &str| spec.is_some_and(|c| !c[probe].is_null());
+                self.observed.probes.insert(
+                    name.clone(),
+                    ProbeResults::adopted(
+                        has("startupProbe"),
+                        has("readinessProbe"),
+                        published,
+                        &super::status::container_id(&run),
+                    ),
+                );
                 self.watch_exit(&name, attempt, shim.clone());
                 self.shims.insert(name.clone(), shim);
                 if let Some(sig) = stop_signal.as_deref().and_then(signal_number) {
                     self.stop_signals.insert(name.clone(), sig);
                 }
                 // Probes run again for a container that kept running while the agent was
-                // down (readiness starts from the published value above).
+                // down (readiness starts from the verdicts above).
                 if let Some(pod) = pod.filter(|_| !run.init) {
-                    let spec = pod
-                        .pointer("/spec/containers")
-                        .and_then(Value::as_array)
-                        .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()))
-                        .and_then(|c| serde_json::from_value::<Container>(c.clone()).ok());
-                    if let (Some(container), Ok(id)) = (spec, ContainerId::new(run.id.clone())) {
+                    let container =
+                        spec.and_then(|c| serde_json::from_value::<Container>(c.clone()).ok());
+                    if let (Some(container), Ok(id)) = (container, ContainerId::new(run.id.clone()))
+                    {
                         self.start_probes(pod, &container, &id, attempt);
                     }
                 }
@@ -189,6 +205,22 @@ impl Worker {
                             count: count.min(6),
                         });
                     }
+                }
+            }
+        }
+    }
+
+    /// Removes adopted containers whose start was never confirmed (killing a shim still
+    /// starting one), before the plan starts them again: nothing of an interrupted start runs
+    /// beside its replacement.
+    async fn remove_unconfirmed(&mut self) {
+        for id in std::mem::take(&mut self.unconfirmed) {
+            match self.node.runtime.remove_container(&id, true).await {
+                Ok(()) => {
+                    tracing::info!(pod = %self.uid, container = %id, "removed a container whose start the agent never confirmed; it starts again")
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %self.uid, container = %id, error = %error_chain(&e), "removing a container whose start was never confirmed")
                 }
             }
         }
@@ -236,6 +268,7 @@ impl Worker {
 
     /// Runs until the pod is gone from this node (or the agent shuts down).
     pub async fn run(mut self) {
+        self.remove_unconfirmed().await;
         loop {
             if *self.shutdown.borrow() {
                 self.stop_probes_all();
@@ -412,13 +445,21 @@ impl Worker {
                 if current != Some(result.attempt) {
                     return;
                 }
+                let readiness_probe = self
+                    .last_pod
+                    .as_deref()
+                    .and_then(|pod| {
+                        find_container_value(pod, &result.container, false)
+                            .or_else(|| find_container_value(pod, &result.container, true))
+                    })
+                    .is_some_and(|c| !c["readinessProbe"].is_null());
                 let p = self
                     .observed
                     .probes
                     .entry(result.container.clone())
                     .or_default();
                 match (result.kind, &result.outcome) {
-                    (ProbeKind::Startup, Ok(())) => p.started = true,
+                    (ProbeKind::Startup, Ok(())) => p.startup_passed(readiness_probe),
                     (ProbeKind::Readiness, Ok(())) => p.ready = true,
                     (ProbeKind::Readiness, Err(_)) => p.ready = false,
                     (ProbeKind::Liveness, Ok(())) => {}
@@ -887,11 +928,13 @@ impl Worker {
                     .entry(name.to_string())
                     .or_default()
                     .push(run);
-                let probes = self.observed.probes.entry(name.to_string()).or_default();
-                probes.started = container.startup_probe.is_none();
-                probes.ready =
-                    container.readiness_probe.is_none() && container.startup_probe.is_none();
-                probes.failed = None;
+                self.observed.probes.insert(
+                    name.to_string(),
+                    ProbeResults::at_start(
+                        container.startup_probe.is_some(),
+                        container.readiness_probe.is_some(),
+                    ),
+                );
                 if let Some(sig) = image.stop_signal.as_deref().and_then(signal_number) {
                     self.stop_signals.insert(name.to_string(), sig);
                 }
@@ -1215,6 +1258,17 @@ fn find_container<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Contai
     } else {
         spec.containers.iter().find(|c| c.name == name)
     }
+}
+
+/// The container `name` of a stored pod: from `spec.initContainers` if `init`, else from
+/// `spec.containers`.
+fn find_container_value<'a>(pod: &'a Value, name: &str, init: bool) -> Option<&'a Value> {
+    let key = if init { "initContainers" } else { "containers" };
+    pod.get("spec")?
+        .get(key)?
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
 }
 
 /// A pod gone from the state is stopped like a deleted pod.
