@@ -784,11 +784,10 @@ fn a_rollout_stuck_on_a_pod_that_never_becomes_ready_recovers_when_rolled_back()
     assert!(events.contains("RecreatingStuckPod"), "{events}");
 }
 
-/// Known bug, found while closing the session: when the kill lands between a shim starting
-/// the replacement's container and the agent recording it, the adopted container never turns
-/// Ready (about one run in five). Run with `--ignored` while fixing it.
+/// The kill can land anywhere in a replacement's start: before its shim runs, while the shim
+/// starts the container, or after the container runs but before the agent published it (an
+/// adopted run the agent never published used to stay `started: false`, never Ready).
 #[test]
-#[ignore = "known bug: a container adopted mid-start never turns Ready (about 1 run in 5)"]
 fn an_agent_killed_during_a_rolling_update_finishes_it_after_restart() {
     let mut agent = Agent::start();
     apply(&agent, &set("web", 4, true, true));
