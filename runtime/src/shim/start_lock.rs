@@ -213,10 +213,10 @@ fn kill_holder(file: &File, pid: i32, deadline: Instant) -> Result<(), KillError
     if holder_of(file).map_err(KillError::Io)? != Some(pid) {
         return Ok(());
     }
-    if let Err(e) = crate::sys::pidfd_send_signal(&pidfd, libc::SIGKILL) {
-        if e.raw_os_error() != Some(libc::ESRCH) {
-            return Err(KillError::Io(e));
-        }
+    if let Err(e) = crate::sys::pidfd_send_signal(&pidfd, libc::SIGKILL)
+        && e.raw_os_error() != Some(libc::ESRCH)
+    {
+        return Err(KillError::Io(e));
     }
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::os::fd::AsFd;
