@@ -23,8 +23,15 @@ nsenter --net=/run/netns/"$NETNS" "$BIN/berth" agent --data-dir "$DIR/data" --ru
     --cgroup-parent berth-bench >"$DIR/agent.log" 2>&1 &
 AGENT=$!
 cleanup() {
+    set +e # every step runs, whatever the one before it returned
     kill "$AGENT" 2>/dev/null; wait "$AGENT" 2>/dev/null
-    pkill -f "berth-shim.*$DIR" 2>/dev/null
+    # The bench's containers ignore SIGTERM (a shim waits for its container): kill them and
+    # their shims outright, or they outlive the benchmark.
+    for procs in $(find /sys/fs/cgroup -path "*/berth-bench/*" -name cgroup.procs 2>/dev/null); do
+        xargs -r kill -KILL <"$procs" 2>/dev/null
+    done
+    pkill -KILL -f "berth-shim.*$DIR" 2>/dev/null
+    sleep 0.5
     grep " $DIR" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
     for d in /sys/fs/cgroup/*/berth-bench; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     rm -rf "$DIR"

@@ -30,6 +30,7 @@ LAN=$P-lan
 PIDS=""
 
 cleanup() {
+    set +e # every step runs, whatever the one before it returned
     for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
     for i in 1 2 3; do

@@ -24,6 +24,7 @@ BIN="$CARGO_TARGET_DIR/release/examples"
 WORK="$(mktemp -d /tmp/berth-dns-bench.XXXXXX)"
 PIDS=()
 cleanup() {
+    set +e # every step runs, whatever the one before it returned
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"

@@ -35,6 +35,7 @@ export BERTH_SOCKET=$SOCK
 AGENT=""
 
 cleanup() {
+    set +e # every step runs, whatever the one before it returned
     if [ -n "$AGENT" ]; then
         kill -TERM "$AGENT" 2>/dev/null || true
         wait "$AGENT" 2>/dev/null || true

@@ -30,6 +30,7 @@ export BERTH_SOCKET=$SOCK
 AGENT=""
 
 cleanup() {
+    set +e # every step runs, whatever the one before it returned
     if [ -n "$AGENT" ]; then
         "$BIN/berth" delete sts bench --ignore-not-found >/dev/null 2>&1 || true
         kill -TERM "$AGENT" 2>/dev/null || true
