@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use berth_runtime::image::ImageStore;
 use berth_runtime::{Runtime, RuntimeConfig, RuntimeDirs};
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::api::{Api, ApiConfig};
@@ -22,7 +21,7 @@ use crate::kubelet::images::Images;
 use crate::kubelet::node_io::KubeletIo;
 use crate::kubelet::{Kubelet, NodeContext, NodeSettings, node};
 use crate::state::raft::TlsSlot;
-use crate::state::{Command, State, StateConfig, Timestamp};
+use crate::state::{State, StateConfig};
 
 /// Sets up logging: plain lines (journald adds its own timestamps when it captures stderr),
 /// or JSON. `RUST_LOG` (or `BERTH_LOG`) filters, default `info`.
@@ -168,7 +167,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             "no raft leader after 30s (no quorum): starting anyway; writes fail until a majority of hosts is up"
         );
     }
-    if let Err(error) = ensure_namespace(&state, "default").await {
+    if let Err(error) = crate::controllers::namespace::ensure(&state, "default")
+        .await
+        .context("creating the default namespace")
+    {
         tracing::warn!(error = %format!("{error:#}"), "cannot create the default namespace now");
     }
 
@@ -351,24 +353,6 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn ensure_namespace(state: &State, name: &str) -> anyhow::Result<()> {
-    if state.get("Namespace", "", name).is_some() {
-        return Ok(());
-    }
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}, "status": {"phase": "Active"}});
-    match state
-        .propose(Command::create(
-            ns,
-            uuid::Uuid::new_v4().to_string(),
-            Timestamp::now(),
-        ))
-        .await
-    {
-        Ok(_) | Err(crate::state::ProposeError::Rejected(_)) => Ok(()),
-        Err(e) => Err(e).context("creating the default namespace"),
-    }
 }
 
 fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {

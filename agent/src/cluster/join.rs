@@ -415,7 +415,7 @@ pub async fn create_token(
     ca_fingerprint: &str,
     ttl: Duration,
 ) -> Result<(JoinToken, i64), ProposeError> {
-    ensure_namespace(state, TOKEN_NAMESPACE).await?;
+    crate::controllers::namespace::ensure(state, TOKEN_NAMESPACE).await?;
     let token = JoinToken::generate(ca_fingerprint);
     let expires = Timestamp::now().unix_seconds() + ttl.as_secs() as i64;
     let object = token.record(expires).to_object();
@@ -427,24 +427,6 @@ pub async fn create_token(
         ))
         .await?;
     Ok((token, expires))
-}
-
-async fn ensure_namespace(state: &State, name: &str) -> Result<(), ProposeError> {
-    if state.get("Namespace", "", name).is_some() {
-        return Ok(());
-    }
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}, "status": {"phase": "Active"}});
-    match state
-        .propose(Command::create(
-            ns,
-            uuid::Uuid::new_v4().to_string(),
-            Timestamp::now(),
-        ))
-        .await
-    {
-        Ok(_) | Err(ProposeError::Rejected(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// The advertise address of this host: the configured IP or the one the routing table picks.

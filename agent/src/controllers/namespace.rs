@@ -13,6 +13,28 @@ use crate::state::{Command, ObjectKey, Propagation, Timestamp};
 /// The finalizer that holds a namespace until its contents are gone.
 pub const FINALIZER: &str = "kubernetes";
 
+/// Creates namespace `name` unless it exists (a concurrent creation that wins is fine).
+pub async fn ensure(
+    state: &crate::state::State,
+    name: &str,
+) -> Result<(), crate::state::ProposeError> {
+    if state.get("Namespace", "", name).is_some() {
+        return Ok(());
+    }
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}, "status": {"phase": "Active"}});
+    match state
+        .propose(Command::create(
+            ns,
+            uuid::Uuid::new_v4().to_string(),
+            Timestamp::now(),
+        ))
+        .await
+    {
+        Ok(_) | Err(crate::state::ProposeError::Rejected(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs until shutdown.
 pub async fn run(ctx: Context, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut changes = ctx.state.subscribe_changes();
