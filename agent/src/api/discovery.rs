@@ -71,32 +71,16 @@ pub fn resources(group: &str, version: &str) -> Result<Value, ApiError> {
         if info.group != group || info.version != version {
             continue;
         }
-        let verbs = if matches!(
-            kind,
-            Kind::ControllerRevision | Kind::Event | Kind::EventsEvent | Kind::Node
-        ) {
-            json!([
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch"
-            ])
-        } else {
-            json!([
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch"
-            ])
-        };
+        let verbs = json!([
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch"
+        ]);
         let mut resource = json!({
             "name": info.plural,
             "singularName": info.singular,
