@@ -816,41 +816,30 @@ impl Worker {
         }
         let state = self.node.state.clone();
         let lookup = |kind: &str, n: &str| state.get(kind, &ns, n);
-        let env = match environment(pod, &container, &self.facts(), &lookup) {
-            Ok(env) => env,
-            Err(e) => {
+        // The container's environment, OCI config and mounts: any of them failing is the
+        // same CreateContainerConfigError.
+        let prepared = environment(pod, &container, &self.facts(), &lookup)
+            .map_err(|e| e.to_string())
+            .and_then(|env| {
+                let config = container_config(
+                    pod,
+                    &container,
+                    env.clone(),
+                    image.config.user.as_deref(),
+                    self.node.node_memory,
+                )
+                .map_err(|e| e.to_string())?;
+                let mounts =
+                    mounts(&container, &self.volume_paths, &env).map_err(|e| e.to_string())?;
+                Ok((config, mounts))
+            });
+        let (config, container_mounts) = match prepared {
+            Ok(prepared) => prepared,
+            Err(message) => {
                 return self.start_failure(
                     name,
                     "CreateContainerConfigError",
-                    e.to_string(),
-                    CONFIG_RETRY,
-                );
-            }
-        };
-        let config = match container_config(
-            pod,
-            &container,
-            env.clone(),
-            image.config.user.as_deref(),
-            self.node.node_memory,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                return self.start_failure(
-                    name,
-                    "CreateContainerConfigError",
-                    e.to_string(),
-                    CONFIG_RETRY,
-                );
-            }
-        };
-        let container_mounts = match mounts(&container, &self.volume_paths, &env) {
-            Ok(m) => m,
-            Err(e) => {
-                return self.start_failure(
-                    name,
-                    "CreateContainerConfigError",
-                    e.to_string(),
+                    message,
                     CONFIG_RETRY,
                 );
             }
