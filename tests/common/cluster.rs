@@ -224,32 +224,18 @@ impl Cluster {
 
     /// Cuts host `index` off the LAN (link down on its bridge port).
     pub fn cut(&self, index: usize) {
-        run(
-            "ip",
-            &[
-                "-n",
-                &self.lan.netns,
-                "link",
-                "set",
-                &format!("lan-{}", self.hosts[index].name),
-                "down",
-            ],
-        );
+        self.set_lan_port(index, "down");
     }
 
     /// Reconnects host `index`.
     pub fn reconnect(&self, index: usize) {
-        run(
-            "ip",
-            &[
-                "-n",
-                &self.lan.netns,
-                "link",
-                "set",
-                &format!("lan-{}", self.hosts[index].name),
-                "up",
-            ],
-        );
+        self.set_lan_port(index, "up");
+    }
+
+    /// Sets host `index`'s port on the LAN bridge `up` or `down`.
+    fn set_lan_port(&self, index: usize, state: &str) {
+        let port = format!("lan-{}", self.hosts[index].name);
+        run("ip", &["-n", &self.lan.netns, "link", "set", &port, state]);
     }
 }
 

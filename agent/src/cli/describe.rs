@@ -1208,11 +1208,7 @@ fn claim(d: &mut Doc, o: &Value) {
     d.field(
         0,
         "Node",
-        if node.is_empty() {
-            "<none> (waiting for the first pod that uses it)".to_string()
-        } else {
-            node
-        },
+        or_default(&node, "<none> (waiting for the first pod that uses it)"),
     );
     d.field(
         0,
@@ -1239,11 +1235,7 @@ fn claim(d: &mut Doc, o: &Value) {
     d.field(
         0,
         "Size Limit",
-        if quota.is_empty() {
-            "<decided when the claim is bound to a node>".to_string()
-        } else {
-            quota
-        },
+        or_default(&quota, "<decided when the claim is bound to a node>"),
     );
     d.field(
         0,
