@@ -191,14 +191,7 @@ impl Client {
                 body,
             )
             .await?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(ClientError::Http)?
-            .to_bytes();
-        decode_answer(status, &bytes)
+        read_answer(response).await
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
@@ -214,13 +207,8 @@ impl Client {
         let response = self.send(Method::GET, path, None, None).await?;
         let status = response.status();
         if !status.is_success() {
-            let bytes = response
-                .into_body()
-                .collect()
+            return Err(read_answer(response)
                 .await
-                .map_err(ClientError::Http)?
-                .to_bytes();
-            return Err(decode_answer(status, &bytes)
                 .err()
                 .unwrap_or(ClientError::Api {
                     code: status.as_u16(),
@@ -286,6 +274,18 @@ pub fn lines(
             }
         },
     ))
+}
+
+/// Reads a whole answer and decodes it ([`decode_answer`]).
+async fn read_answer(response: Response<Incoming>) -> Result<Value, ClientError> {
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(ClientError::Http)?
+        .to_bytes();
+    decode_answer(status, &bytes)
 }
 
 fn decode_answer(status: StatusCode, bytes: &[u8]) -> Result<Value, ClientError> {
