@@ -309,10 +309,11 @@ impl Runtime {
             cgroups_path: &cgroups_path,
             annotations,
         };
-        let oci = spec::build_spec(&input).map_err(spec_err)?;
+        let mut oci = spec::build_spec(&input).map_err(spec_err)?;
 
         let bundle = shim_dir.join(files::BUNDLE);
         std::fs::create_dir_all(&bundle).map_err(io_err("creating", &bundle))?;
+        let seccomp_program = self.precompile_seccomp(id, &mut oci, &bundle)?;
         let config_json = bundle.join("config.json");
         let bytes = serde_json::to_vec_pretty(&oci)
             .map_err(|e| io_err("writing", &config_json)(e.into()))?;
@@ -331,12 +332,51 @@ impl Runtime {
             },
             labels: req.labels.clone(),
             shim_cgroup_procs: self.shim_cgroup.clone(),
+            seccomp_program,
         };
         let path = shim_dir.join(files::CONFIG);
         let bytes = serde_json::to_vec_pretty(&shim_config)
             .map_err(|e| io_err("writing", &path)(e.into()))?;
         crate::fsutil::replace_file(&path, &bytes, 0o600).map_err(io_err("writing", &path))?;
         Ok((id.clone(), shim_dir, guard))
+    }
+
+    /// Compiles the spec's seccomp profile ahead of time (see [`crate::seccomp_program`]) and
+    /// writes it to `<bundle>/seccomp.bpf`, taking it out of the spec libcontainer reads: the
+    /// shim installs the program right before `execve`. Returns the program's path, or `None`
+    /// when libcontainer keeps the profile (no profile, no no_new_privs, or a profile it
+    /// cannot precompile).
+    fn precompile_seccomp(
+        &self,
+        id: &ContainerId,
+        oci: &mut oci_spec::runtime::Spec,
+        bundle: &Path,
+    ) -> Result<Option<PathBuf>, ContainerError> {
+        let no_new_privs = oci.process().as_ref().and_then(|p| p.no_new_privileges()) == Some(true);
+        let Some(linux) = oci.linux_mut() else {
+            return Ok(None);
+        };
+        let Some(profile) = linux.seccomp().as_ref().filter(|_| no_new_privs) else {
+            return Ok(None);
+        };
+        let program = match self.seccomp_programs.compile(profile) {
+            Ok(program) => program,
+            Err(e) => {
+                tracing::debug!(container = %id, error = %e, "seccomp profile left to libcontainer");
+                return Ok(None);
+            }
+        };
+        let path = bundle.join(crate::shim::SECCOMP_PROGRAM);
+        crate::fsutil::replace_file(&path, &program, 0o600).map_err(|source| {
+            ContainerError::Io {
+                id: id.clone(),
+                what: "writing",
+                path: path.clone(),
+                source,
+            }
+        })?;
+        linux.set_seccomp(None);
+        Ok(Some(path))
     }
 
     /// Stops a running container the way kubelet does: the preStop hook (if any) runs first

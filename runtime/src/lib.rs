@@ -28,6 +28,7 @@ pub mod network;
 pub mod rootfs;
 pub mod runtime;
 pub mod sandbox;
+pub mod seccomp_program;
 pub mod shim;
 pub mod spec;
 pub mod volumes;

@@ -75,6 +75,8 @@ pub struct Runtime {
     pub(crate) host_caps: BTreeSet<String>,
     /// `cgroup.procs` files of `<parent>/shims`.
     pub(crate) shim_cgroup: Vec<PathBuf>,
+    /// Seccomp filters compiled ahead of time, one per distinct profile.
+    pub(crate) seccomp_programs: std::sync::Arc<crate::seccomp_program::Programs>,
 }
 
 impl Runtime {
@@ -116,6 +118,7 @@ impl Runtime {
             cgroup_parent,
             layout,
             host_caps,
+            seccomp_programs: Default::default(),
             shim_cgroup,
         })
     }

@@ -24,6 +24,8 @@ async fn seccomp_is_in_force_and_no_signal_is_ignored_or_blocked() {
     // The container's init, read from inside the container.
     let (_, init, _) = exec(&t, "c-sec", &["cat", "/proc/1/status"]).await;
     assert_eq!(status_field(&init, "Seccomp"), "2");
+    // Exactly one filter: the program berth compiled ahead of time, not also libcontainer's.
+    assert_eq!(status_field(&init, "Seccomp_filters"), "1");
     assert_eq!(status_field(&init, "NoNewPrivs"), "1");
     assert_eq!(status_field(&init, "SigIgn"), "0000000000000000");
     assert_eq!(status_field(&init, "SigBlk"), "0000000000000000");
@@ -34,7 +36,14 @@ async fn seccomp_is_in_force_and_no_signal_is_ignored_or_blocked() {
     // An exec'd process gets the same filter (libcontainer alone would not install it).
     let (_, me, _) = exec(&t, "c-sec", &["cat", "/proc/self/status"]).await;
     assert_eq!(status_field(&me, "Seccomp"), "2");
+    assert_eq!(status_field(&me, "Seccomp_filters"), "1");
     assert_eq!(status_field(&me, "SigIgn"), "0000000000000000");
+    // The filter came precompiled: libcontainer's config.json carries no profile.
+    let bundle = shim.dir().join("bundle");
+    assert!(bundle.join("seccomp.bpf").is_file());
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert!(config["linux"].get("seccomp").is_none(), "{}", config["linux"]);
 
     // A syscall outside the profile fails with EPERM even for root: unshare(CLONE_NEWUTS)
     // needs CAP_SYS_ADMIN, which the profile gates.

@@ -14,7 +14,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::executor::ContainerExecutor;
+use super::executor::{ContainerExecutor, SeccompFilter};
 use super::{ReadyMessage, ShimConfig, StartedRecord, files, process_setup};
 use crate::fsutil::replace_file;
 use crate::timefmt::rfc3339_nanos;
@@ -61,6 +61,12 @@ pub enum LaunchError {
         id: String,
         #[source]
         source: libcontainer::error::LibcontainerError,
+    },
+    #[error("container {id}: the seccomp filter")]
+    Seccomp {
+        id: String,
+        #[source]
+        source: super::SeccompProgramError,
     },
     #[error("taking the start lock")]
     StartLock(#[source] super::start_lock::StartLockError),
@@ -232,12 +238,18 @@ fn create_and_start(dir: &Path) -> Result<Started, LaunchError> {
         id: id.clone(),
         source,
     };
+    let seccomp = super::load_seccomp_program(&config)
+        .map_err(|source| LaunchError::Seccomp {
+            id: id.clone(),
+            source,
+        })?
+        .map(SeccompFilter::Program);
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
         .with_root_path(&config.libcontainer_root)
         .map_err(create_err)?
         .validate_id()
         .map_err(create_err)?
-        .with_executor(ContainerExecutor { seccomp: None })
+        .with_executor(ContainerExecutor { seccomp })
         .with_stdin(stdin)
         .with_stdout(stdout_w)
         .with_stderr(stderr_w)

@@ -120,6 +120,52 @@ pub struct ShimConfig {
     /// [`crate::cgroup::ensure_shim_cgroup`]); empty to stay where it was started.
     #[serde(default)]
     pub shim_cgroup_procs: Vec<PathBuf>,
+    /// The container's seccomp filter compiled ahead of time ([`crate::seccomp_program`]),
+    /// installed by the shim right before `execve` of the container's process and of every
+    /// exec'd one; the bundle's config.json then has no `linux.seccomp`. `None`: libcontainer
+    /// applies config.json's profile itself (if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_program: Option<PathBuf>,
+}
+
+/// File name of the precompiled seccomp program in a bundle.
+pub const SECCOMP_PROGRAM: &str = "seccomp.bpf";
+
+/// A precompiled seccomp program named by a shim config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompProgramError {
+    #[error("reading the seccomp program {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp program {path}")]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: crate::seccomp_program::InstallError,
+    },
+}
+
+/// Reads the precompiled seccomp program `config` names, if it names one. A program that is
+/// named but cannot be read or decoded is an error: the container must not run unfiltered.
+pub(crate) fn load_seccomp_program(
+    config: &ShimConfig,
+) -> Result<Option<crate::seccomp_program::Program>, SeccompProgramError> {
+    let Some(path) = &config.seccomp_program else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path).map_err(|source| SeccompProgramError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    crate::seccomp_program::Program::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|source| SeccompProgramError::Decode {
+            path: path.clone(),
+            source,
+        })
 }
 
 /// How a container ended, recorded by its shim in `exit.json`.

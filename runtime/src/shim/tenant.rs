@@ -23,7 +23,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::executor::ContainerExecutor;
+use super::executor::{ContainerExecutor, SeccompFilter};
 use super::launch::chain;
 use super::{ShimConfig, files, process_setup};
 
@@ -134,7 +134,16 @@ fn start(dir: &Path, words: &[String]) -> Result<Pid, String> {
     let spec_path = config.bundle.join("config.json");
     let spec =
         Spec::load(&spec_path).map_err(|e| format!("loading {}: {e}", spec_path.display()))?;
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    // The precompiled program when the agent made one (config.json then has no profile),
+    // else config.json's profile, compiled here.
+    let seccomp = match super::load_seccomp_program(&config).map_err(|e| chain(&e))? {
+        Some(program) => Some(SeccompFilter::Program(program)),
+        None => spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone())
+            .map(SeccompFilter::Profile),
+    };
     let mut process = spec
         .process()
         .clone()
