@@ -31,7 +31,8 @@ pub fn announcement(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
 }
 
 /// Sends the announcement of `ip` at `mac` out of interface `index` of the calling thread's
-/// network namespace.
+/// network namespace. Returns once the frame is sent; the socket is closed afterwards on a
+/// thread of its own (see [`close_later`]).
 pub fn announce(index: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
     let protocol = ETH_P_ARP.to_be() as libc::c_int;
     // SAFETY: plain socket call; the descriptor is owned by `socket` right below.
@@ -66,10 +67,24 @@ pub fn announce(index: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
             std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let result = if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
+    close_later(socket);
+    result
+}
+
+/// Closes a packet socket on a short-lived thread of its own. Closing one waits for an RCU
+/// grace period in the kernel (`packet_release` calls `synchronize_net`): 5-15 ms on a busy
+/// host, most of a pod's setup time when it was waited for. Nothing depends on the close;
+/// until it happens the socket only keeps the pod's namespace referenced.
+fn close_later(socket: OwnedFd) {
+    // When no thread can be started, the closure is dropped, and the socket closed, here.
+    let _ = std::thread::Builder::new()
+        .name("berth-arp-close".into())
+        .spawn(move || drop(socket));
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::hostports::InstalledRules;
 use super::links::{self, Link};
 use super::netlink::{NetlinkError, Rtnl};
 use super::netns::{Netns, run_in};
-use super::nft::{self, Table};
+use super::nft::{self, Nft, Table};
 use super::peers::{self, PeerRoute, RTPROT_BERTH};
 
 /// The node's pod network, set up. Cheap operations lock briefly; share it behind an `Arc`.
@@ -26,6 +26,8 @@ pub struct HostNetwork {
     pub(super) bridge_index: u32,
     pub(super) mtu: u32,
     pub(super) table: Table,
+    /// The nftables context in the node's namespace, kept open.
+    pub(super) nft: Mutex<Nft>,
     /// Published ports by nft handle, as installed.
     pub(super) ports: Mutex<InstalledRules>,
 }
@@ -190,13 +192,15 @@ impl HostNetwork {
             pod_cidr: config.pod_cidr,
             bridge: config.bridge.clone(),
         };
-        let kept_ports = existing_ports(netns.as_ref(), &table)?;
+        let mut nft = Nft::open(netns.as_ref()).map_err(nft_error("opening nftables"))?;
+        let kept_ports = existing_ports(&mut nft, &table)?;
         let peer_cidrs: Vec<Ipv4Net> = peers::installed(&routes)
             .iter()
             .map(|p| p.pod_cidr)
             .collect();
         let kept: Vec<_> = kept_ports.into_values().collect();
-        let echo = nft::apply(netns.as_ref(), table.replace(&peer_cidrs, &kept), true)
+        let echo = nft
+            .apply(table.replace(&peer_cidrs, &kept), true)
             .map_err(nft_error(format!("building nft table ip {}", table.name)))?;
         let ports = nft::host_port_rules(&echo, &table.name);
         tracing::info!(
@@ -210,6 +214,7 @@ impl HostNetwork {
             bridge_index,
             mtu,
             table,
+            nft: Mutex::new(nft),
             ports: Mutex::new(ports),
         })
     }
@@ -236,6 +241,12 @@ impl HostNetwork {
 
     pub(super) fn rtnl(&self) -> MutexGuard<'_, Rtnl> {
         self.rtnl
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn nft(&self) -> MutexGuard<'_, Nft> {
+        self.nft
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -298,12 +309,9 @@ impl HostNetwork {
             }
         }
         let cidrs: Vec<Ipv4Net> = peers.iter().map(|p| p.pod_cidr).collect();
-        nft::apply(
-            self.netns.as_ref(),
-            self.table.set_pod_networks(&cidrs),
-            false,
-        )
-        .map_err(nft_error("updating the pod networks not masqueraded"))?;
+        self.nft()
+            .apply(self.table.set_pod_networks(&cidrs), false)
+            .map_err(nft_error("updating the pod networks not masqueraded"))?;
         Ok(())
     }
 
@@ -326,10 +334,12 @@ impl HostNetwork {
             "removing the bridge {}",
             self.config.bridge
         )))?;
-        nft::apply(self.netns.as_ref(), self.table.delete(), false).map_err(nft_error(format!(
-            "removing nft table ip {}",
-            self.table.name
-        )))?;
+        self.nft()
+            .apply(self.table.delete(), false)
+            .map_err(nft_error(format!(
+                "removing nft table ip {}",
+                self.table.name
+            )))?;
         Ok(())
     }
 }
@@ -397,12 +407,15 @@ fn enable_forwarding(netns: Option<&Netns>) -> Result<(), NetworkError> {
 }
 
 /// The published-port rules of berth's table, if the table exists.
-fn existing_ports(netns: Option<&Netns>, table: &Table) -> Result<InstalledRules, NetworkError> {
-    let tables = nft::list(netns, &["list", "tables"]).map_err(nft_error("listing nft tables"))?;
+fn existing_ports(nft: &mut Nft, table: &Table) -> Result<InstalledRules, NetworkError> {
+    let tables = nft
+        .list("list tables")
+        .map_err(nft_error("listing nft tables"))?;
     if !table.listed_in(&tables) {
         return Ok(InstalledRules::new());
     }
-    let listing = nft::list(netns, &["list", "table", "ip", &table.name])
+    let listing = nft
+        .list(&format!("list table ip {}", table.name))
         .map_err(nft_error(format!("listing nft table ip {}", table.name)))?;
     let mut rules = nft::host_port_rules(&listing, &table.name);
     // Ports leading outside the (possibly changed) pod CIDR cannot belong to a pod any more.

@@ -152,6 +152,19 @@ pub fn set_up(
     )
 }
 
+/// Brings the link named `name` up and sets its alias, in one request (the kernel finds the
+/// link by name: no lookup of its index first).
+pub fn set_up_by_name(rtnl: &mut Rtnl, name: &str, alias: &str) -> Result<(), NetlinkError> {
+    let request = up_message(
+        0,
+        vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::IfAlias(alias.to_string()),
+        ],
+    );
+    rtnl.execute(RouteNetlinkMessage::SetLink(request), 0)
+}
+
 /// Deletes the link named `name`; `false` when there was none.
 pub fn delete(rtnl: &mut Rtnl, name: &str) -> Result<bool, NetlinkError> {
     let request = message(0, vec![LinkAttribute::IfName(name.to_string())]);

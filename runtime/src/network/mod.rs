@@ -23,7 +23,7 @@
 //! libcontainer already builds) with a small synchronous client ([`netlink`]): each request is
 //! one datagram and one ack, which keeps a pod's setup well under a millisecond of kernel
 //! work, and a socket opened on a thread inside a namespace keeps working in it. nftables goes
-//! through `nft`'s JSON API ([`nft`] says why). Address management is not here: callers pass
+//! through its JSON API, to libnftables in-process ([`nft`] and [`libnftables`] say why). Address management is not here: callers pass
 //! the pod's address (the agent's IPAM decides it).
 //!
 //! Everything is synchronous; call it from a blocking context (`spawn_blocking`).
@@ -33,6 +33,7 @@ pub mod arp;
 pub mod config;
 pub mod host;
 pub mod hostports;
+pub mod libnftables;
 pub mod links;
 pub mod netlink;
 pub mod netns;

@@ -2,8 +2,8 @@
 //!
 //! The agent's threads stay in the host's namespace. Work that must happen inside a pod's (or
 //! a simulated host's) namespace runs on a short-lived thread that joins it with `setns` and
-//! ends afterwards: sockets opened there stay bound to that namespace, and processes spawned
-//! there (nft) start in it.
+//! ends afterwards: sockets opened there (netlink, the nftables context, the ARP socket) stay
+//! bound to that namespace whichever thread uses them later.
 
 use std::fs::File;
 use std::io;

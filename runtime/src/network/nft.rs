@@ -1,11 +1,13 @@
-//! berth's own nftables table, through nft's JSON API (`nft -j -f -`, libnftables-json(5)).
+//! berth's own nftables table, through nftables' JSON API (libnftables-json(5)).
 //!
-//! Why the JSON API of the `nft` binary rather than a crate: the table is a handful of fixed
-//! chains plus one rule per published port, built here as `serde_json` values; the `nftables`
-//! crate would add schemars and strum to the build for the same JSON, and netlink-level crates
-//! (rustables, nftnl) re-implement nft's expression encoding, which is where bugs hide. A
-//! transaction is one `nft` run: all or nothing. (nft 1.0.6's JSON parser cannot express
-//! concatenated map data, so ports are rules, not map elements.)
+//! Why JSON through libnftables rather than a crate: the table is a handful of fixed chains
+//! plus one rule per published port, built here as `serde_json` values; the `nftables` crate
+//! would add schemars and strum to the build for the same JSON, and netlink-level crates
+//! (rustables, nftnl) re-implement nft's expression encoding, which is where bugs hide. The
+//! JSON goes to libnftables in-process ([`super::libnftables`] says why not the `nft` binary)
+//! through one [`Nft`] context per node, kept open. A transaction is one call: all or
+//! nothing. (nft 1.0.6's JSON parser cannot express concatenated map data, so ports are
+//! rules, not map elements.)
 //!
 //! ```text
 //! table ip <name> {
@@ -21,13 +23,11 @@
 //!
 //! Nothing outside this table is read or changed.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
 use super::hostports::{HostPortRule, InstalledRules};
+use super::libnftables::{self, Context, LibraryError};
 use super::netns::{Netns, run_in};
 
 /// The chain holding one DNAT rule per published port.
@@ -35,16 +35,19 @@ pub const HOSTPORTS_CHAIN: &str = "hostports";
 /// The set of destinations not masqueraded: this node's and the peers' pod CIDRs.
 pub const POD_NETWORKS_SET: &str = "pod_networks";
 
-/// Running `nft` failed.
+/// An nftables transaction or listing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    /// The binary could not be started or talked to.
-    #[error("cannot run nft (is the nftables package installed?)")]
-    Spawn(#[source] std::io::Error),
-    /// nft refused the transaction; nothing of it was applied.
-    #[error("nft refused the change: {stderr}")]
-    Refused { stderr: String },
-    /// nft's output is not the JSON expected.
+    /// libnftables could not be loaded or set up.
+    #[error("cannot use nftables (is the nftables package installed?)")]
+    Library(#[source] LibraryError),
+    /// The network namespace to open the context in could not be entered.
+    #[error("cannot enter the network namespace")]
+    Netns(#[source] std::io::Error),
+    /// nftables refused the transaction; nothing of it was applied.
+    #[error("nft refused the change: {message}")]
+    Refused { message: String },
+    /// nftables' output is not the JSON expected.
     #[error("unreadable nft output: {0}")]
     Output(String),
 }
@@ -249,70 +252,64 @@ pub fn host_port_rules(document: &Value, table: &str) -> InstalledRules {
         .collect()
 }
 
-/// Runs `nft -j` with `arguments` (e.g. `["list", "tables"]`) in `netns`, returning its JSON.
-pub fn list(netns: Option<&Netns>, arguments: &[&str]) -> Result<Value, NftError> {
-    let output = run_in(netns, || {
-        Command::new("nft")
-            .arg("-j")
-            .args(arguments)
-            .stdin(Stdio::null())
-            .output()
-    })
-    .map_err(NftError::Spawn)?
-    .map_err(NftError::Spawn)?;
-    if !output.status.success() {
-        return Err(refused(&output.stderr));
-    }
-    parse_output(&output.stdout)
+/// berth's connection to nftables in one network namespace: a libnftables context opened
+/// there and kept open (its socket stays in that namespace whichever thread uses it).
+#[derive(Debug)]
+pub struct Nft {
+    context: Context,
 }
 
-/// Applies `commands` as one transaction in `netns`. With `echo`, returns what was added,
-/// with handles (`nft --echo --handle`); else `Value::Null`.
-pub fn apply(netns: Option<&Netns>, commands: Vec<Value>, echo: bool) -> Result<Value, NftError> {
-    if commands.is_empty() {
-        return Ok(Value::Null);
+impl Nft {
+    /// Opens a context in `netns` (the process's namespace when `None`).
+    pub fn open(netns: Option<&Netns>) -> Result<Nft, NftError> {
+        let context = run_in(netns, Context::open)
+            .map_err(NftError::Netns)?
+            .map_err(NftError::Library)?;
+        Ok(Nft { context })
     }
-    let document = serde_json::to_vec(&json!({"nftables": commands}))
-        .map_err(|error| NftError::Output(error.to_string()))?;
-    let output = run_in(netns, || -> std::io::Result<std::process::Output> {
-        let mut command = Command::new("nft");
-        command.arg("-j");
-        if echo {
-            command.args(["--echo", "--handle"]);
+
+    /// Runs a listing command in nft syntax (e.g. `list tables`) and returns its JSON.
+    pub fn list(&mut self, command: &str) -> Result<Value, NftError> {
+        let outcome = self.context.run(command, libnftables::OUTPUT_JSON);
+        if !outcome.success {
+            return Err(refused(outcome.errors.as_bytes()));
         }
-        let mut child = command
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        let written = stdin.write_all(&document);
-        drop(stdin);
-        let output = child.wait_with_output()?;
-        written.map(|()| output)
-    })
-    .map_err(NftError::Spawn)?
-    .map_err(NftError::Spawn)?;
-    if !output.status.success() {
-        return Err(refused(&output.stderr));
+        parse_output(outcome.output.as_bytes())
     }
-    if echo {
-        parse_output(&output.stdout)
-    } else {
-        Ok(Value::Null)
+
+    /// Applies `commands` as one transaction. With `echo`, returns what was added, with
+    /// handles (as `nft --echo --handle` prints it); else `Value::Null`.
+    pub fn apply(&mut self, commands: Vec<Value>, echo: bool) -> Result<Value, NftError> {
+        if commands.is_empty() {
+            return Ok(Value::Null);
+        }
+        let document = serde_json::to_string(&json!({"nftables": commands}))
+            .map_err(|error| NftError::Output(error.to_string()))?;
+        let mut flags = libnftables::OUTPUT_JSON;
+        if echo {
+            flags |= libnftables::OUTPUT_ECHO | libnftables::OUTPUT_HANDLE;
+        }
+        let outcome = self.context.run(&document, flags);
+        if !outcome.success {
+            return Err(refused(outcome.errors.as_bytes()));
+        }
+        if echo {
+            parse_output(outcome.output.as_bytes())
+        } else {
+            Ok(Value::Null)
+        }
     }
 }
 
-fn refused(stderr: &[u8]) -> NftError {
-    let text = String::from_utf8_lossy(stderr);
-    let stderr = text
+fn refused(errors: &[u8]) -> NftError {
+    let text = String::from_utf8_lossy(errors);
+    let message = text
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
-    NftError::Refused { stderr }
+    NftError::Refused { message }
 }
 
 fn parse_output(stdout: &[u8]) -> Result<Value, NftError> {
@@ -424,6 +421,62 @@ mod tests {
             assert_eq!(rules.len(), 1);
             assert_eq!(rules[&7], rule("uid-1", None));
         }
+    }
+
+    /// Runs `work` with an nftables context in a network namespace of its own (made for a
+    /// thread, gone when it ends).
+    fn in_own_namespace<T: Send>(work: impl FnOnce(&mut Nft) -> T + Send) -> T {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    work(&mut Nft::open(None).unwrap())
+                })
+                .join()
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn a_kept_context_builds_lists_publishes_and_removes_in_transactions() {
+        in_own_namespace(|nft| {
+            let table = table();
+            let echo = nft.apply(table.replace(&[], &[]), true).unwrap();
+            assert!(host_port_rules(&echo, "berth").is_empty());
+            assert!(table.listed_in(&nft.list("list tables").unwrap()));
+
+            let added = nft
+                .apply(table.add_host_ports(&[rule("uid-1", None)]), true)
+                .unwrap();
+            let rules = host_port_rules(&added, "berth");
+            assert_eq!(rules.values().collect::<Vec<_>>(), [&rule("uid-1", None)]);
+            let listing = nft.list("list table ip berth").unwrap();
+            assert_eq!(host_port_rules(&listing, "berth"), rules);
+
+            let handle = *rules.keys().next().unwrap();
+            nft.apply(table.delete_rules([handle]), false).unwrap();
+            assert!(host_port_rules(&nft.list("list table ip berth").unwrap(), "berth").is_empty());
+            nft.apply(table.delete(), false).unwrap();
+            assert!(!table.listed_in(&nft.list("list tables").unwrap()));
+        });
+    }
+
+    #[test]
+    fn a_refused_transaction_changes_nothing_and_says_why() {
+        in_own_namespace(|nft| {
+            let table = table();
+            nft.apply(table.replace(&[], &[]), false).unwrap();
+            // One good rule and one delete of a rule that does not exist: all or nothing.
+            let mut commands = table.add_host_ports(&[rule("uid-1", None)]);
+            commands.extend(table.delete_rules([9999]));
+            let error = nft.apply(commands, true).unwrap_err();
+            let NftError::Refused { message } = &error else {
+                panic!("not a refusal: {error:?}");
+            };
+            assert!(message.contains("No such file or directory"), "{message}");
+            assert!(!message.contains('\n'));
+            assert!(host_port_rules(&nft.list("list table ip berth").unwrap(), "berth").is_empty());
+        });
     }
 
     #[test]

@@ -265,32 +265,27 @@ impl HostNetwork {
                 "creating the veth pair {host_interface} / {POD_INTERFACE} of pod {pod} in {}",
                 attachment.netns.display()
             )))?;
-            let index = links::get(&mut rtnl, &host_interface)
-                .map_err(netlink_error(format!("reading {host_interface}")))?
-                .map(|link| link.index)
-                .ok_or_else(|| NetworkError::Netlink {
-                    action: format!("reading {host_interface}"),
-                    source: super::netlink::NetlinkError::Decode(
-                        "the interface vanished after it was created".into(),
-                    ),
-                })?;
             let alias = alias(pod, attachment.description);
-            links::set_up(&mut rtnl, index, None, Some(&alias))
+            links::set_up_by_name(&mut rtnl, &host_interface, &alias)
                 .map_err(netlink_error(format!("bringing {host_interface} up")))?;
         }
         let address = Ipv4Net::new(attachment.address, self.config.pod_cidr.prefix_len())
             .expect("the prefix length comes from a valid network");
         let gateway = self.gateway();
-        let pod_side = netns
-            .run(|| configure_pod_side(address, gateway))
+        // One thread inside the pod's namespace does the pod's side, waits for the bridge and
+        // announces the address: entering a namespace costs a thread.
+        let announced = netns
+            .run(|| -> Result<std::io::Result<()>, NetworkError> {
+                let pod_side = configure_pod_side(address, gateway)?;
+                // The announcement is only heard once the bridge forwards from the new port.
+                self.wait_forwarding(&host_interface);
+                Ok(arp::announce(pod_side, mac, address.addr()))
+            })
             .map_err(|source| NetworkError::Netns {
                 path: attachment.netns.to_path_buf(),
                 source,
             })??;
-        // The announcement is only heard once the bridge forwards from the new port.
-        self.wait_forwarding(&host_interface);
-        let announced = netns.run(|| arp::announce(pod_side, mac, address.addr()));
-        if let Err(error) = announced.and_then(|sent| sent) {
+        if let Err(error) = announced {
             // Neighbours then learn the address on their next ARP: slower, not broken.
             tracing::warn!(pod, %error, address = %address.addr(), "gratuitous ARP failed");
         }
@@ -321,7 +316,9 @@ impl HostNetwork {
         }
         let mut commands = self.table.delete_rules(old.iter().copied());
         commands.extend(self.table.add_host_ports(rules));
-        let echo = nft::apply(self.netns.as_ref(), commands, true)
+        let echo = self
+            .nft()
+            .apply(commands, true)
             .map_err(nft_error(format!("publishing the host ports of pod {pod}")))?;
         for handle in old {
             ports.remove(&handle);
@@ -419,7 +416,8 @@ impl HostNetwork {
             let commands = self
                 .table
                 .delete_rules(orphaned.iter().map(|(handle, _)| *handle));
-            nft::apply(self.netns.as_ref(), commands, false)
+            self.nft()
+                .apply(commands, false)
                 .map_err(nft_error("removing orphaned host ports"))?;
             for (handle, rule) in orphaned {
                 ports.remove(&handle);
