@@ -747,6 +747,16 @@ async fn a_pull_killed_halfway_resumes_and_completes() {
             .filter(|n| *n > blob_size / 4)
     })
     .await;
+    // The layer is unpacked while it downloads: its first file is being written already.
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let incoming = data.join("images/incoming");
+    let streamed = incoming.join(format!("unpack-{hex}/data/big"));
+    common::eventually(
+        "the layer unpacking during its download",
+        Duration::from_secs(60),
+        || fs::metadata(&streamed).ok().filter(|m| m.len() > 0),
+    )
+    .await;
     // Give the writer a moment to drain what the proxy let through, then kill.
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().unwrap();
@@ -786,6 +796,18 @@ async fn a_pull_killed_halfway_resumes_and_completes() {
         big
     );
     assert!(!partial.exists());
+    // Nothing of the unpack the kill interrupted is left, in the incoming area or the store.
+    let left: Vec<String> = fs::read_dir(&incoming)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("unpack-") || n.starts_with("layer-") || n.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "left in the incoming area: {left:?}");
+    let layers: Vec<String> = fs::read_dir(data.join("images/layers/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(layers.len(), 1, "{layers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,14 @@
 //! about 50 MB from a local `docker-registry`, beside `skopeo copy docker://... oci:...` of the
 //! same image in the same run. Each round uses fresh destinations; rounds alternate between
 //! the two so that both see the same machine load. Prints wall time, median and minimum.
+//!
+//! Every round's store and OCI layout are removed only after the last round. On ext4 without
+//! a journal (this project's build machines), the kernel skips over inodes freed in the last
+//! minute or so when it allocates new ones (`recently_deleted` in `find_inode_bit`); removing
+//! a round's ~900 unpacked files just before the next round made every file the next pull
+//! creates scan past them, which measured the cleanup of the previous round rather than the
+//! pull. Back-to-back runs of the benchmark on such a disk see the same effect from the last
+//! run's cleanup: leave a few minutes between runs, or use `bench/registry/run.sh tmpfs`.
 
 mod image_support;
 mod registry_support;
@@ -127,7 +135,6 @@ async fn pull_and_unpack_beside_skopeo_copy() {
             .unwrap();
         berth.push(started.elapsed());
         assert_eq!(pulled.record.references, [reference.clone()]);
-        fs::remove_dir_all(&data).unwrap();
 
         // skopeo: download + verify into an OCI layout (no unpack).
         let dest = work.join(format!("skopeo{round}"));
@@ -137,7 +144,10 @@ async fn pull_and_unpack_beside_skopeo_copy() {
             .arg(format!("docker://{reference}"))
             .arg(format!("oci:{}:bench", dest.display())));
         skopeo.push(started.elapsed());
-        fs::remove_dir_all(&dest).unwrap();
+    }
+    for round in 0..ROUNDS {
+        fs::remove_dir_all(work.join(format!("data{round}"))).unwrap();
+        fs::remove_dir_all(work.join(format!("skopeo{round}"))).unwrap();
     }
     let (b_med, b_min) = median(berth);
     let (s_med, s_min) = median(skopeo);

@@ -1,26 +1,25 @@
 //! One layer from a registry into the incoming area: wait for (or take) the blob's download
 //! lock, download it (resuming a partial download left by a crash), verify size and digest,
-//! unpack it and verify its diffID. See [`crate::image::store`]'s incoming module for the
-//! files involved.
+//! unpack it and verify its diffID. A download that starts at byte zero is unpacked while it
+//! arrives ([`partial::write_and_unpack`]); a resumed one is unpacked from the complete file
+//! afterwards. See [`crate::image::store`]'s incoming module for the files involved.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, Digest};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, watch};
 
+use super::partial::{self, Message, PartialWriter, UnpackTarget, Written};
 use super::progress::{LayerState, PullProgress, update_layer};
 use super::remote::{Remote, RemoteError};
 use super::{PullError, io_error};
-use crate::image::digest::{from_hasher, sha256_hex};
+use crate::image::digest::sha256_hex;
 use crate::image::store::ImageStore;
-use crate::image::unpack::unpack_layer;
+use crate::image::unpack::{UnpackError, UnpackedLayer, unpack_layer};
 
 /// How often a pull waiting for another pull's download looks again.
 const WAIT_POLL: Duration = Duration::from_millis(50);
@@ -72,31 +71,32 @@ pub(crate) async fn ensure_layer(job: &LayerJob<'_>) -> Result<u64, PullError> {
         return Ok(0);
     }
     let complete = store.incoming_blob(digest)?;
+    let target = UnpackTarget {
+        media_type: job.descriptor.media_type().to_string(),
+        work: store
+            .incoming_dir()?
+            .join(format!("unpack-{}", sha256_hex(digest).unwrap_or_default())),
+    };
     let mut downloaded = 0;
     if !complete.is_file() {
-        downloaded = download(job, &complete).await?;
+        let outcome = download(job, &complete, &target, &unpacked).await?;
+        downloaded = outcome.fetched;
+        if outcome.unpacked {
+            drop(lock);
+            update_layer(job.progress, job.index, |l| l.state = LayerState::Done);
+            return Ok(downloaded);
+        }
     }
+    // A download resumed after an interruption, or a blob an earlier pull left complete.
     update_layer(job.progress, job.index, |l| {
         l.state = LayerState::Unpacking;
         l.current = l.size;
     });
-    let work = store
-        .incoming_dir()?
-        .join(format!("unpack-{}", sha256_hex(digest).unwrap_or_default()));
-    let media_type = job.descriptor.media_type().to_string();
     let expected = job.diff_id.clone();
     let layer = digest.clone();
     let reference = job.reference.to_owned();
     tokio::task::spawn_blocking(move || {
-        unpack_into(
-            &complete,
-            &media_type,
-            &work,
-            &unpacked,
-            &expected,
-            &layer,
-            &reference,
-        )
+        unpack_into(&complete, &target, &unpacked, &expected, &layer, &reference)
     })
     .await
     .map_err(|e| PullError::Internal {
@@ -107,19 +107,19 @@ pub(crate) async fn ensure_layer(job: &LayerJob<'_>) -> Result<u64, PullError> {
     Ok(downloaded)
 }
 
-/// Unpacks `blob` into `work` (a scratch directory only the holder of the blob's lock
-/// uses), checks the diffID and renames it to `dest`. The blob is then deleted: like docker,
-/// the node keeps pulled layers unpacked only, so a layer is written to disk once (and the
-/// compressed copy, deleted before the page cache is written back, mostly never is).
+/// Unpacks `blob` into `target.work` (a scratch directory only the holder of the blob's
+/// lock uses), checks the diffID and renames it to `dest`. The blob is then deleted: like
+/// docker, the node keeps pulled layers unpacked only, so a layer is written to disk once
+/// (and the compressed copy, deleted before the page cache is written back, mostly never is).
 fn unpack_into(
     blob: &Path,
-    media_type: &str,
-    work: &Path,
+    target: &UnpackTarget,
     dest: &Path,
     expected: &Digest,
     layer: &Digest,
     reference: &str,
 ) -> Result<(), PullError> {
+    let work = &target.work;
     if work.exists() {
         fs::remove_dir_all(work).map_err(|e| io_error("remove", work, e))?;
     }
@@ -127,14 +127,29 @@ fn unpack_into(
         .mode(0o755)
         .create(work)
         .map_err(|e| io_error("create", work, e))?;
+    let file = File::open(blob).map_err(|e| io_error("open", blob, e))?;
+    let unpacked = unpack_layer(file, &target.media_type, work);
+    place_unpacked(unpacked, work, dest, expected, layer, reference)?;
+    let _ = fs::remove_file(blob);
+    Ok(())
+}
+
+/// Checks what an unpack into `work` produced and, if its diffID is `expected`, renames
+/// `work` to `dest`; otherwise removes `work`.
+fn place_unpacked(
+    unpacked: Result<UnpackedLayer, UnpackError>,
+    work: &Path,
+    dest: &Path,
+    expected: &Digest,
+    layer: &Digest,
+    reference: &str,
+) -> Result<(), PullError> {
     let result = (|| {
-        let file = File::open(blob).map_err(|e| io_error("open", blob, e))?;
-        let unpacked =
-            unpack_layer(file, media_type, work).map_err(|source| PullError::Unpack {
-                reference: reference.to_owned(),
-                layer: layer.clone(),
-                source,
-            })?;
+        let unpacked = unpacked.map_err(|source| PullError::Unpack {
+            reference: reference.to_owned(),
+            layer: layer.clone(),
+            source,
+        })?;
         if unpacked.diff_id != *expected {
             return Err(PullError::DiffIdMismatch {
                 reference: reference.to_owned(),
@@ -162,20 +177,31 @@ fn unpack_into(
             Err(e) => Err(io_error("rename", work, e.into())),
         }
     })();
-    match &result {
-        Ok(()) => {
-            let _ = fs::remove_file(blob);
-        }
-        Err(_) => {
-            let _ = fs::remove_dir_all(work);
-        }
+    if result.is_err() {
+        let _ = fs::remove_dir_all(work);
     }
     result
 }
 
-/// Downloads the blob into `<hex>.partial`, resuming what is there, and renames it to
-/// `complete` once its size and digest check out. Returns the bytes fetched.
-async fn download(job: &LayerJob<'_>, complete: &Path) -> Result<u64, PullError> {
+/// What [`download`] did.
+struct Downloaded {
+    /// Bytes fetched from the registry.
+    fetched: u64,
+    /// Whether the layer was unpacked (to `dest`) while it downloaded; if not, the complete
+    /// blob is left for [`unpack_into`].
+    unpacked: bool,
+}
+
+/// Downloads the blob into `<hex>.partial`, resuming what is there. A body that starts at
+/// byte zero is unpacked into `target` as it arrives and, once the blob's digest and the
+/// layer's diffID check out, moved to `dest` (the partial file is then deleted); otherwise
+/// the partial file is renamed to `complete` once its size and digest check out.
+async fn download(
+    job: &LayerJob<'_>,
+    complete: &Path,
+    target: &UnpackTarget,
+    dest: &Path,
+) -> Result<Downloaded, PullError> {
     let digest = job.descriptor.digest();
     let size = job.descriptor.size();
     let partial = job.store.incoming_partial(digest)?;
@@ -195,15 +221,44 @@ async fn download(job: &LayerJob<'_>, complete: &Path) -> Result<u64, PullError>
             // A crash after the last byte but before the rename: only the check is left.
             finish_existing(&partial, size).await
         } else {
-            fetch_once(job, &partial, offset, &mut fetched).await
+            fetch_once(job, &partial, offset, &mut fetched, target).await
         };
         match outcome {
-            Ok(found) if found == *digest => {
-                fs::rename(&partial, complete).map_err(|e| io_error("rename", &partial, e))?;
-                return Ok(fetched);
+            Ok((found, Some(unpacked))) if found == *digest => {
+                let work = target.work.clone();
+                let (dest, expected, layer) =
+                    (dest.to_owned(), job.diff_id.clone(), digest.clone());
+                let reference = job.reference.to_owned();
+                let placed = tokio::task::spawn_blocking(move || {
+                    place_unpacked(unpacked, &work, &dest, &expected, &layer, &reference)
+                })
+                .await
+                .map_err(|e| PullError::Internal {
+                    message: format!("unpack task failed: {e}"),
+                })?;
+                if placed.is_ok() {
+                    let _ = fs::remove_file(&partial);
+                } else {
+                    // The blob is good; what went wrong is its content. Keep it, as the
+                    // unpack of a complete download does.
+                    fs::rename(&partial, complete).map_err(|e| io_error("rename", &partial, e))?;
+                }
+                placed?;
+                return Ok(Downloaded {
+                    fetched,
+                    unpacked: true,
+                });
             }
-            Ok(found) => {
+            Ok((found, None)) if found == *digest => {
+                fs::rename(&partial, complete).map_err(|e| io_error("rename", &partial, e))?;
+                return Ok(Downloaded {
+                    fetched,
+                    unpacked: false,
+                });
+            }
+            Ok((found, _)) => {
                 let _ = fs::remove_file(&partial);
+                let _ = fs::remove_dir_all(&target.work);
                 if offset > 0 && !restarted_from_zero {
                     // The kept prefix may be what went wrong (a torn write before a crash):
                     // start over once before blaming the registry.
@@ -260,7 +315,10 @@ impl From<PullError> for Fetch {
 }
 
 /// Hashes a partial file that already has every byte.
-async fn finish_existing(partial: &Path, size: u64) -> Result<Digest, Fetch> {
+async fn finish_existing(
+    partial: &Path,
+    size: u64,
+) -> Result<(Digest, Option<Result<UnpackedLayer, UnpackError>>), Fetch> {
     let path = partial.to_owned();
     tokio::task::spawn_blocking(move || {
         let file = OpenOptions::new()
@@ -269,7 +327,7 @@ async fn finish_existing(partial: &Path, size: u64) -> Result<Digest, Fetch> {
             .open(&path)
             .map_err(|e| io_error("open", &path, e))?;
         let writer = PartialWriter::open(file, &path, size)?;
-        writer.finish()
+        Ok((writer.finish()?, None))
     })
     .await
     .map_err(|e| {
@@ -281,13 +339,15 @@ async fn finish_existing(partial: &Path, size: u64) -> Result<Digest, Fetch> {
 }
 
 /// One GET of the blob from `offset`: chunks go to a blocking writer thread that appends and
-/// hashes them. Returns the digest of the whole file once the body ends.
+/// hashes them, and that also unpacks them into `target` when the body starts at byte zero.
+/// Returns the digest of the whole file once the body ends, with the unpack's outcome.
 async fn fetch_once(
     job: &LayerJob<'_>,
     partial: &Path,
     offset: u64,
     fetched: &mut u64,
-) -> Result<Digest, Fetch> {
+    target: &UnpackTarget,
+) -> Result<(Digest, Option<Result<UnpackedLayer, UnpackError>>), Fetch> {
     let digest = job.descriptor.digest();
     let size = job.descriptor.size();
     let body = job
@@ -301,9 +361,14 @@ async fn fetch_once(
         l.current = start;
     });
 
-    let (tx, rx) = mpsc::channel::<Message>(32);
+    let (tx, rx) = mpsc::channel::<Message>(64);
     let path = partial.to_owned();
-    let writer = tokio::task::spawn_blocking(move || write_partial(&path, start, size, rx));
+    let writer = if start == 0 {
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || partial::write_and_unpack(&path, size, rx, &target))
+    } else {
+        tokio::task::spawn_blocking(move || partial::write_partial(&path, start, size, rx))
+    };
     let mut received = start;
     let mut stream = body.stream;
     let mut failure: Option<Fetch> = None;
@@ -346,6 +411,10 @@ async fn fetch_once(
         })
         .await;
     drop(tx);
+    if finish && start == 0 {
+        // Every byte is here; the unpack may still be working through the last of them.
+        update_layer(job.progress, job.index, |l| l.state = LayerState::Unpacking);
+    }
     let written = writer.await.map_err(|e| {
         Fetch::Fatal(PullError::Internal {
             message: format!("download writer failed: {e}"),
@@ -360,113 +429,12 @@ async fn fetch_once(
         }));
     }
     match written? {
-        Some(found) => Ok(found),
-        None => Err(Fetch::Fatal(PullError::Internal {
+        Written {
+            digest: Some(found),
+            unpacked,
+        } => Ok((found, unpacked)),
+        Written { digest: None, .. } => Err(Fetch::Fatal(PullError::Internal {
             message: "download writer stopped early".to_owned(),
         })),
-    }
-}
-
-enum Message {
-    Chunk(Bytes),
-    Finish,
-    Abort,
-}
-
-/// The writer thread: appends chunks to the partial file from `start`, hashing everything
-/// from byte zero. On `Finish` flushes to disk and returns the digest; on `Abort` keeps what
-/// was written for a later resume.
-fn write_partial(
-    path: &Path,
-    start: u64,
-    size: u64,
-    mut rx: mpsc::Receiver<Message>,
-) -> Result<Option<Digest>, Fetch> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io_error("open", path, e))?;
-    let mut writer = PartialWriter::open(file, path, start)?;
-    while let Some(message) = rx.blocking_recv() {
-        match message {
-            Message::Chunk(chunk) => writer.write(&chunk)?,
-            Message::Finish => {
-                if writer.written != size {
-                    return Ok(None);
-                }
-                return Ok(Some(writer.finish()?));
-            }
-            Message::Abort => {
-                writer.flush()?;
-                return Ok(None);
-            }
-        }
-    }
-    writer.flush()?;
-    Ok(None)
-}
-
-/// A partial download being appended to, with the hash of everything in it.
-struct PartialWriter {
-    file: io::BufWriter<File>,
-    path: PathBuf,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl PartialWriter {
-    /// Keeps the first `keep` bytes of `file` (hashing them) and positions after them.
-    fn open(mut file: File, path: &Path, keep: u64) -> Result<PartialWriter, PullError> {
-        let error = |action, e| io_error(action, path, e);
-        file.set_len(keep).map_err(|e| error("truncate", e))?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| error("seek", e))?;
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        let mut left = keep;
-        while left > 0 {
-            let want = buffer.len().min(left as usize);
-            let n = file
-                .read(&mut buffer[..want])
-                .map_err(|e| error("read", e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            left -= n as u64;
-        }
-        file.seek(SeekFrom::Start(keep))
-            .map_err(|e| error("seek", e))?;
-        Ok(PartialWriter {
-            file: io::BufWriter::with_capacity(1 << 20, file),
-            path: path.to_owned(),
-            hasher,
-            written: keep,
-        })
-    }
-
-    fn write(&mut self, chunk: &[u8]) -> Result<(), PullError> {
-        self.hasher.update(chunk);
-        self.written += chunk.len() as u64;
-        self.file
-            .write_all(chunk)
-            .map_err(|e| io_error("write", &self.path, e))
-    }
-
-    fn flush(&mut self) -> Result<(), PullError> {
-        self.file
-            .flush()
-            .map_err(|e| io_error("write", &self.path, e))
-    }
-
-    /// Writes out the buffer and returns the digest of the whole file. Not flushed to
-    /// disk: a layer blob lives only until it is unpacked (see `unpack_into`).
-    fn finish(mut self) -> Result<Digest, PullError> {
-        self.flush()?;
-        Ok(from_hasher(self.hasher))
     }
 }

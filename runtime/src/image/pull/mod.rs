@@ -27,18 +27,23 @@
 //!    (Docker v2s2 and OCI; tar, gzip, zstd) and the config's platform are checked before
 //!    any layer is fetched.
 //! 3. **Fetch.** Layers not already unpacked in the store are downloaded, up to three at a
-//!    time, into the store's incoming area and unpacked there (diffID verified), each under a
-//!    per-blob lock: a layer shared by two pulls (threads or processes) is downloaded once,
-//!    the second pull waits for the first. A download interrupted (network error, crash)
-//!    resumes from the bytes on disk with a range request; a blob whose digest or size does
-//!    not match is deleted and never reaches the store. Once unpacked, the compressed layer
-//!    blob is deleted: pulled layers are kept unpacked only, as docker keeps them.
+//!    time, into the store's incoming area, each under a per-blob lock: a layer shared by two
+//!    pulls (threads or processes) is downloaded once, the second pull waits for the first.
+//!    The body is read once: a blocking thread per layer appends it to `<hex>.partial` and
+//!    hashes it, and feeds the same bytes to the decompress-and-unpack, so the layer is
+//!    unpacked when its download ends. The unpacked directory is kept only if the blob's
+//!    digest and size and the layer's diffID all check out; a blob that does not verify is
+//!    deleted and never reaches the store. A download interrupted (network error, crash)
+//!    resumes from the bytes on disk with a range request and is unpacked from the complete
+//!    file afterwards. Once unpacked, the compressed layer blob is deleted: pulled layers are
+//!    kept unpacked only, as docker keeps them.
 //! 4. **Commit.** Under the store's write lock, the filesystem is flushed once, then the
 //!    config, the unpacked layers and the manifest are moved in and the reference is pointed
 //!    at the image: all or nothing, as for an import.
 
 mod credentials;
 mod fetch;
+mod partial;
 mod progress;
 pub mod registries;
 mod remote;

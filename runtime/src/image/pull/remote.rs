@@ -171,17 +171,11 @@ impl Remote {
             .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
             .await;
         let what = format!("blob {digest}");
-        if offset == 0 {
-            let stream = self
-                .client
-                .pull_blob_stream(&self.reference, digest)
-                .await
-                .map_err(|e| self.classify(e, &what))?;
-            return Ok(BlobBody {
-                stream: stream.stream,
-                from_offset: true,
-            });
-        }
+        // Always a range request, `bytes=0-` for a whole blob: a `206 Partial Content` body
+        // comes unverified from oci-client, which would otherwise hash a whole body a second
+        // time; the download hashes every byte itself and checks size and digest at the end.
+        // A registry that ignores ranges answers `200` with the whole blob, which oci-client
+        // verifies as well.
         match self
             .client
             .pull_blob_stream_partial(&self.reference, digest, offset, None)

@@ -148,12 +148,30 @@ pub fn unpack_layer(
     media_type: &str,
     dest: &Path,
 ) -> Result<UnpackedLayer, UnpackError> {
-    let mut blob = BufReader::with_capacity(128 * 1024, blob);
-    let magic = blob
-        .fill_buf()
-        .map_err(|source| UnpackError::Read { source })?;
-    let compression = Compression::detect(media_type, magic)?;
-    let tar_stream: Box<dyn Read> = match compression {
+    unpack_layer_buffered(BufReader::with_capacity(128 * 1024, blob), media_type, dest)
+}
+
+/// [`unpack_layer`] from a buffered reader, which is read in the chunks it hands out (a
+/// download's body is unpacked as it arrives, without copying it into another buffer).
+pub fn unpack_layer_buffered(
+    mut blob: impl BufRead,
+    media_type: &str,
+    dest: &Path,
+) -> Result<UnpackedLayer, UnpackError> {
+    // The magic bytes may arrive split across the reader's buffers: gather them first.
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < magic.len() {
+        match blob.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(UnpackError::Read { source }),
+        }
+    }
+    let compression = Compression::detect(media_type, &magic[..got])?;
+    let blob = io::Cursor::new(magic[..got].to_vec()).chain(blob);
+    let tar_stream: Box<dyn Read + '_> = match compression {
         Compression::None => Box::new(blob),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
         Compression::Zstd => Box::new(
