@@ -7,10 +7,16 @@
 //!   active                     flock(2): shared by every pull in flight, exclusive for cleanup
 //!   <blob-hex>.lock            flock(2): held by whoever downloads and unpacks that blob
 //!   <blob-hex>.partial         a download in progress; kept after a crash, resumed later
-//!   <blob-hex>                 a complete download, digest and size verified, fsynced
-//!   layer-<diffid-hex>         its unpacked layer, diffID verified, flushed to disk
-//!   layer-<diffid-hex>.tmp-*   an unpack in progress
+//!   unpack-<blob-hex>/         its unpack in progress (a fresh download is unpacked while
+//!                              it arrives); removed when it fails, replaced on a retry
+//!   <blob-hex>                 a complete download, digest and size verified (only a resumed
+//!                              download, or a blob whose unpack failed, gets here)
+//!   layer-<diffid-hex>         an unpacked layer: blob digest and diffID verified
 //! ```
+//!
+//! None of it is flushed to disk while a pull works: the pull's commit flushes the filesystem
+//! once (`syncfs`) before any of it gets a name in the store, and the first pull after a
+//! reboot clears what a previous boot left here (see [`ImageStore::try_begin_pull`]).
 //!
 //! Nothing here is ever read as store content: a complete blob and its layer directory enter
 //! the store only by rename, under the store lock ([`Ingest::adopt_blob`],
