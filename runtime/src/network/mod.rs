@@ -23,8 +23,15 @@
 //! libcontainer already builds) with a small synchronous client ([`netlink`]): each request is
 //! one datagram and one ack, which keeps a pod's setup well under a millisecond of kernel
 //! work, and a socket opened on a thread inside a namespace keeps working in it. nftables goes
-//! through its JSON API, to libnftables in-process ([`nft`] and [`libnftables`] say why). Address management is not here: callers pass
-//! the pod's address (the agent's IPAM decides it).
+//! through its JSON API, to libnftables in-process ([`nft`] and [`libnftables`] say why).
+//! Address management is not here: callers pass the pod's address (the agent's IPAM decides
+//! it).
+//!
+//! Where a pod's setup time goes (bench/network/run.sh prints it step by step): creating the
+//! veth pair with its peer directly in the pod's namespace is the largest part (under a
+//! millisecond); nothing waits on a timer, a process or an RCU grace period. Teardown is one
+//! request, deleting the host end (which takes the pod's end with it); the kernel answers it
+//! only after an RCU barrier (`netdev_run_todo`), 5-20 ms on a busy host.
 //!
 //! Everything is synchronous; call it from a blocking context (`spawn_blocking`).
 
