@@ -5,7 +5,6 @@
 //! afterwards. See [`crate::image::store`]'s incoming module for the files involved.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -119,14 +118,7 @@ fn unpack_into(
     layer: &Digest,
     reference: &str,
 ) -> Result<(), PullError> {
-    let work = &target.work;
-    if work.exists() {
-        fs::remove_dir_all(work).map_err(|e| io_error("remove", work, e))?;
-    }
-    fs::DirBuilder::new()
-        .mode(0o755)
-        .create(work)
-        .map_err(|e| io_error("create", work, e))?;
+    let work = target.fresh_work()?;
     let file = File::open(blob).map_err(|e| io_error("open", blob, e))?;
     let unpacked = unpack_layer(file, &target.media_type, work);
     place_unpacked(unpacked, work, dest, expected, layer, reference)?;

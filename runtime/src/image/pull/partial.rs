@@ -41,6 +41,21 @@ pub(super) struct UnpackTarget {
     pub(super) work: PathBuf,
 }
 
+impl UnpackTarget {
+    /// The scratch directory, emptied of what an earlier attempt left.
+    pub(super) fn fresh_work(&self) -> Result<&Path, PullError> {
+        let work = &self.work;
+        if work.exists() {
+            fs::remove_dir_all(work).map_err(|e| io_error("remove", work, e))?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(work)
+            .map_err(|e| io_error("create", work, e))?;
+        Ok(work)
+    }
+}
+
 /// What the writer thread ends with.
 pub(super) struct Written {
     /// The digest of the whole file, if every byte arrived.
@@ -78,14 +93,7 @@ pub(super) fn write_and_unpack(
     rx: mpsc::Receiver<Message>,
     target: &UnpackTarget,
 ) -> Result<Written, PullError> {
-    let work = &target.work;
-    if work.exists() {
-        fs::remove_dir_all(work).map_err(|e| io_error("remove", work, e))?;
-    }
-    fs::DirBuilder::new()
-        .mode(0o755)
-        .create(work)
-        .map_err(|e| io_error("create", work, e))?;
+    let work = target.fresh_work()?;
     let mut feed = Feed {
         rx,
         writer: PartialWriter::create(path, 0)?,
