@@ -5,7 +5,8 @@
 #   - berth's puller: manifest, config, layers (3 at a time) streamed to disk with digest
 #     checks, unpacked (diffID checked), fsynced, committed into a fresh image store;
 #   - `skopeo copy docker://... oci:...`: the same download and digest checks into an OCI
-#     layout, without unpacking.
+#     layout, without unpacking and without flushing; it is timed again with one syncfs of
+#     its destination after the copy (the durability berth's commit gives).
 # Prints median and minimum wall time. Run by hand, as root (needs docker-registry, skopeo,
 # umoci, htpasswd):
 #

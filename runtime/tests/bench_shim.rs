@@ -122,6 +122,8 @@ async fn bench_container_start_exec_and_shim_rss() {
         let cg = cgroup_for(id.as_str());
         let rel = cg.strip_prefix("/").unwrap();
         write_json(&dir.join("bundle/config.json"), &bench_spec(&t, &pod, &cg));
+        // As the agent does before spawning a shim: the shim takes this lock for its life.
+        std::fs::File::create(dir.join("start.lock")).unwrap();
         write_json(
             &dir.join("shim-config.json"),
             &ShimConfig {
