@@ -314,7 +314,9 @@ fn decompress(file: File, compression: &str, scratch: &Path) -> io::Result<File>
     Ok(out)
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` from `reader` as far as the reader goes (short only at its end); the number of
+/// bytes read. For magic numbers, which may arrive split across reads.
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {

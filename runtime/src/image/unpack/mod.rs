@@ -160,15 +160,8 @@ pub fn unpack_layer_buffered(
 ) -> Result<UnpackedLayer, UnpackError> {
     // The magic bytes may arrive split across the reader's buffers: gather them first.
     let mut magic = [0u8; 4];
-    let mut got = 0;
-    while got < magic.len() {
-        match blob.read(&mut magic[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(UnpackError::Read { source }),
-        }
-    }
+    let got = crate::image::source::read_up_to(&mut blob, &mut magic)
+        .map_err(|source| UnpackError::Read { source })?;
     let compression = Compression::detect(media_type, &magic[..got])?;
     let blob = io::Cursor::new(magic[..got].to_vec()).chain(blob);
     let tar_stream: Box<dyn Read + '_> = match compression {
