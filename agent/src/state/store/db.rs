@@ -5,6 +5,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::{LogId, StoredMembership, Vote};
 use redb::{
@@ -647,6 +648,12 @@ fn sync_directory(dir: &Path) -> Result<(), StoreError> {
         })
 }
 
+/// How long a directory lock held elsewhere is waited for before the store refuses to open.
+/// A lock is briefly held after its owner let go when a child process forked by another
+/// thread (a shim spawn, a probe) shares the descriptor until it execs; and a restarted agent
+/// may start while its predecessor is still exiting.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// Takes an exclusive `flock` on `<dir>/lock` and records this process's pid in it.
 fn lock_directory(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("lock");
@@ -662,7 +669,13 @@ fn lock_directory(dir: &Path) -> Result<File, StoreError> {
         .mode(0o600)
         .open(&path)
         .map_err(lock_error)?;
-    match file.try_lock() {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut locked = file.try_lock();
+    while matches!(locked, Err(TryLockError::WouldBlock)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        locked = file.try_lock();
+    }
+    match locked {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
