@@ -196,11 +196,10 @@ fn pod_network_setup_steps() {
             netns
                 .run(|| {
                     let mut times = Vec::new();
-                    let lap =
-                        |step, times: &mut Vec<(&'static str, Duration)>, start: Instant| {
-                            times.push((step, start.elapsed()));
-                            Instant::now()
-                        };
+                    let lap = |step, times: &mut Vec<(&'static str, Duration)>, start: Instant| {
+                        times.push((step, start.elapsed()));
+                        Instant::now()
+                    };
                     let start = Instant::now();
                     let mut pod_rtnl = Rtnl::open().unwrap();
                     let start = lap("  pod: open netlink socket", &mut times, start);

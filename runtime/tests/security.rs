@@ -43,7 +43,11 @@ async fn seccomp_is_in_force_and_no_signal_is_ignored_or_blocked() {
     assert!(bundle.join("seccomp.bpf").is_file());
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-    assert!(config["linux"].get("seccomp").is_none(), "{}", config["linux"]);
+    assert!(
+        config["linux"].get("seccomp").is_none(),
+        "{}",
+        config["linux"]
+    );
 
     // A syscall outside the profile fails with EPERM even for root: unshare(CLONE_NEWUTS)
     // needs CAP_SYS_ADMIN, which the profile gates.
