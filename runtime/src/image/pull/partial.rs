@@ -71,17 +71,11 @@ pub(super) fn write_partial(
     path: &Path,
     start: u64,
     size: u64,
-    mut rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<Message>,
 ) -> Result<Written, PullError> {
-    let mut writer = PartialWriter::create(path, start)?;
-    while let Some(message) = rx.blocking_recv() {
-        match message {
-            Message::Chunk(chunk) => writer.write(&chunk)?,
-            Message::Finish => return writer.end(true, size),
-            Message::Abort => break,
-        }
-    }
-    writer.end(false, size)
+    let mut feed = Feed::new(rx, PartialWriter::create(path, start)?);
+    feed.drain()?;
+    feed.writer.end(feed.end == End::Finished, size)
 }
 
 /// [`write_partial`] from byte zero, unpacking the bytes into `target.work` as they arrive.
@@ -94,13 +88,7 @@ pub(super) fn write_and_unpack(
     target: &UnpackTarget,
 ) -> Result<Written, PullError> {
     let work = target.fresh_work()?;
-    let mut feed = Feed {
-        rx,
-        writer: PartialWriter::create(path, 0)?,
-        chunk: Bytes::new(),
-        end: End::Open,
-        failed: None,
-    };
+    let mut feed = Feed::new(rx, PartialWriter::create(path, 0)?);
     let unpacked = unpack_layer_buffered(&mut feed, &target.media_type, work);
     let drained = feed.drain();
     let finished = feed.end == End::Finished;
@@ -136,6 +124,16 @@ struct Feed {
 }
 
 impl Feed {
+    fn new(rx: mpsc::Receiver<Message>, writer: PartialWriter) -> Feed {
+        Feed {
+            rx,
+            writer,
+            chunk: Bytes::new(),
+            end: End::Open,
+            failed: None,
+        }
+    }
+
     /// Takes the next message; false once the body has ended.
     fn next(&mut self) -> Result<bool, PullError> {
         if self.end != End::Open {
@@ -152,7 +150,7 @@ impl Feed {
         Ok(self.end == End::Open)
     }
 
-    /// Writes out whatever of the body the unpacker did not read.
+    /// Writes out whatever of the body was not read (all of it when nothing reads).
     fn drain(&mut self) -> Result<(), PullError> {
         if let Some(error) = self.failed.take() {
             return Err(error);
