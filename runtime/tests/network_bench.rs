@@ -205,7 +205,7 @@ fn pod_network_setup_steps() {
                     let start = lap("  pod: open netlink socket", &mut times, start);
                     let link = links::get(&mut pod_rtnl, "eth0").unwrap().unwrap();
                     let start = lap("  pod: get eth0", &mut times, start);
-                    links::set_up(&mut pod_rtnl, link.index, None, None).unwrap();
+                    links::set_up(&mut pod_rtnl, link.index, None).unwrap();
                     let start = lap("  pod: eth0 up", &mut times, start);
                     addresses::add(&mut pod_rtnl, link.index, address).unwrap();
                     let start = lap("  pod: add address", &mut times, start);

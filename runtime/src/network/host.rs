@@ -373,7 +373,7 @@ fn setup_bridge(
             action: format!("reading the bridge {name}"),
             source: NetlinkError::Decode("the bridge vanished after it was created".into()),
         })?;
-    links::set_up(rtnl, bridge.index, Some(mtu), None)
+    links::set_up(rtnl, bridge.index, Some(mtu))
         .map_err(netlink_error(format!("bringing the bridge {name} up")))?;
     addresses::add(rtnl, bridge.index, gateway).map_err(netlink_error(format!(
         "adding {gateway} to the bridge {name}"

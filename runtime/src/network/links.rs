@@ -136,23 +136,17 @@ pub fn create_bridge(
     rtnl.execute(RouteNetlinkMessage::NewLink(request), CREATE_EXCL)
 }
 
-/// Brings a link up, setting its MTU and alias (shown by `ip link`; berth records the pod
-/// there) when given.
-pub fn set_up(
-    rtnl: &mut Rtnl,
-    index: u32,
-    mtu: Option<u32>,
-    alias: Option<&str>,
-) -> Result<(), NetlinkError> {
-    let mut attributes: Vec<LinkAttribute> = mtu.map(LinkAttribute::Mtu).into_iter().collect();
-    attributes.extend(alias.map(|a| LinkAttribute::IfAlias(a.to_string())));
+/// Brings a link up, setting its MTU when given.
+pub fn set_up(rtnl: &mut Rtnl, index: u32, mtu: Option<u32>) -> Result<(), NetlinkError> {
+    let attributes: Vec<LinkAttribute> = mtu.map(LinkAttribute::Mtu).into_iter().collect();
     rtnl.execute(
         RouteNetlinkMessage::SetLink(up_message(index, attributes)),
         0,
     )
 }
 
-/// Brings the link named `name` up and sets its alias, in one request (the kernel finds the
+/// Brings the link named `name` up and sets its alias (shown by `ip link`; berth records the
+/// pod there), in one request (the kernel finds the
 /// link by name: no lookup of its index first).
 pub fn set_up_by_name(rtnl: &mut Rtnl, name: &str, alias: &str) -> Result<(), NetlinkError> {
     let request = up_message(

@@ -438,7 +438,7 @@ fn configure_pod_side(address: Ipv4Net, gateway: Ipv4Addr) -> Result<u32, Networ
             action: format!("reading {POD_INTERFACE} inside the pod"),
             source: super::netlink::NetlinkError::Decode("the interface is missing".into()),
         })?;
-    links::set_up(&mut rtnl, link.index, None, None)
+    links::set_up(&mut rtnl, link.index, None)
         .map_err(pod_side(format!("bringing {POD_INTERFACE} up")))?;
     addresses::add(&mut rtnl, link.index, address)
         .map_err(pod_side(format!("adding {address} to {POD_INTERFACE}")))?;
