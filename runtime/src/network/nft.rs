@@ -272,7 +272,7 @@ impl Nft {
     pub fn list(&mut self, command: &str) -> Result<Value, NftError> {
         let outcome = self.context.run(command, libnftables::OUTPUT_JSON);
         if !outcome.success {
-            return Err(refused(outcome.errors.as_bytes()));
+            return Err(refused(&outcome.errors));
         }
         parse_output(outcome.output.as_bytes())
     }
@@ -291,7 +291,7 @@ impl Nft {
         }
         let outcome = self.context.run(&document, flags);
         if !outcome.success {
-            return Err(refused(outcome.errors.as_bytes()));
+            return Err(refused(&outcome.errors));
         }
         if echo {
             parse_output(outcome.output.as_bytes())
@@ -301,9 +301,8 @@ impl Nft {
     }
 }
 
-fn refused(errors: &[u8]) -> NftError {
-    let text = String::from_utf8_lossy(errors);
-    let message = text
+fn refused(errors: &str) -> NftError {
+    let message = errors
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
@@ -481,9 +480,8 @@ mod tests {
 
     #[test]
     fn nft_errors_are_folded_onto_one_line() {
-        let error = refused(
-            b"internal:0:0-0: Error: Could not process rule: No such file or directory\n\n",
-        );
+        let error =
+            refused("internal:0:0-0: Error: Could not process rule: No such file or directory\n\n");
         assert_eq!(
             error.to_string(),
             "nft refused the change: internal:0:0-0: Error: Could not process rule: No such file or directory"
