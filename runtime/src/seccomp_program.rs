@@ -13,7 +13,6 @@
 //! with no_new_privs (a filter can be installed after the capabilities are dropped only then);
 //! the others keep libcontainer's own path.
 
-use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +20,6 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
-use sha2::{Digest, Sha256};
 
 /// Size of one classic BPF instruction (`struct sock_filter`).
 const INSTRUCTION: usize = std::mem::size_of::<libc::sock_filter>();
@@ -58,29 +56,30 @@ pub enum InstallError {
     },
 }
 
-/// Compiled programs by profile, so each distinct profile is compiled once per agent.
+/// Compiled programs by profile, so each distinct profile is compiled once per agent (an
+/// agent sees a handful: the default profile per capability set).
 #[derive(Debug, Default)]
 pub struct Programs {
-    cache: Mutex<HashMap<[u8; 32], Arc<[u8]>>>,
+    cache: Mutex<Vec<(LinuxSeccomp, Arc<[u8]>)>>,
 }
 
 impl Programs {
     /// The BPF program for `profile`, compiled on first use.
     pub fn compile(&self, profile: &LinuxSeccomp) -> Result<Arc<[u8]>, CompileError> {
-        let key: [u8; 32] = Sha256::digest(serde_json::to_vec(profile).unwrap_or_default()).into();
-        if let Some(program) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(program.clone());
+        let cached = |cache: &[(LinuxSeccomp, Arc<[u8]>)]| {
+            cache
+                .iter()
+                .find(|(known, _)| known == profile)
+                .map(|(_, program)| program.clone())
+        };
+        if let Some(program) = cached(&self.cache.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(program);
         }
         let program: Arc<[u8]> = compile(profile)?.into();
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, program.clone());
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cached(&cache).is_none() {
+            cache.push((profile.clone(), program.clone()));
+        }
         Ok(program)
     }
 }
