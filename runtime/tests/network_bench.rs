@@ -254,11 +254,17 @@ fn pod_network_setup_steps() {
         let spawned: Vec<u64> = nft::host_port_rules(&spawned, &table.name)
             .into_keys()
             .collect();
-        let echo = timed(s, "libnftables: add one hostPort rule (echo)", || {
-            nft.apply(table.add_host_ports(&[rule]), true).unwrap()
-        });
-        let handles: Vec<u64> = nft::host_port_rules(&echo, &table.name)
+        let listed = timed(
+            s,
+            "libnftables: add one hostPort rule, list the chain",
+            || {
+                nft.apply(table.add_host_ports(&[rule])).unwrap();
+                nft.host_ports(&table).unwrap()
+            },
+        );
+        let handles: Vec<u64> = listed
             .into_keys()
+            .filter(|handle| !spawned.contains(handle))
             .collect();
         timed(s, "teardown: netlink delete host end", || {
             links::delete(&mut rtnl, &name).unwrap()
@@ -267,7 +273,7 @@ fn pod_network_setup_steps() {
             nft_binary(&site.host, &table.delete_rules(spawned), false)
         });
         timed(s, "teardown: libnftables, delete a rule", || {
-            nft.apply(table.delete_rules(handles), false).unwrap()
+            nft.apply(table.delete_rules(handles)).unwrap()
         });
     }
     println!("berth network setup steps: {n} pods, one operation at a time");

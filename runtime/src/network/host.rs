@@ -199,10 +199,10 @@ impl HostNetwork {
             .map(|p| p.pod_cidr)
             .collect();
         let kept: Vec<_> = kept_ports.into_values().collect();
-        let echo = nft
-            .apply(table.replace(&peer_cidrs, &kept), true)
-            .map_err(nft_error(format!("building nft table ip {}", table.name)))?;
-        let ports = nft::host_port_rules(&echo, &table.name);
+        let building = format!("building nft table ip {}", table.name);
+        nft.apply(table.replace(&peer_cidrs, &kept))
+            .map_err(nft_error(building.clone()))?;
+        let ports = nft.host_ports(&table).map_err(nft_error(building))?;
         tracing::info!(
             bridge = %config.bridge, pod_cidr = %config.pod_cidr, gateway = %gateway.addr(), mtu,
             table = %table.name, published_ports = ports.len(), "pod network ready"
@@ -310,7 +310,7 @@ impl HostNetwork {
         }
         let cidrs: Vec<Ipv4Net> = peers.iter().map(|p| p.pod_cidr).collect();
         self.nft()
-            .apply(self.table.set_pod_networks(&cidrs), false)
+            .apply(self.table.set_pod_networks(&cidrs))
             .map_err(nft_error("updating the pod networks not masqueraded"))?;
         Ok(())
     }
@@ -335,7 +335,7 @@ impl HostNetwork {
             self.config.bridge
         )))?;
         self.nft()
-            .apply(self.table.delete(), false)
+            .apply(self.table.delete())
             .map_err(nft_error(format!(
                 "removing nft table ip {}",
                 self.table.name

@@ -217,7 +217,7 @@ impl Table {
 }
 
 /// The `(kind, object)` pairs of an nft JSON document, looking through `add` wrappers (as
-/// `--echo` prints them).
+/// a transaction or `--echo` writes them).
 fn objects(document: &Value) -> impl Iterator<Item = (&str, &Value)> {
     document["nftables"]
         .as_array()
@@ -234,8 +234,8 @@ fn objects(document: &Value) -> impl Iterator<Item = (&str, &Value)> {
         })
 }
 
-/// The published-port rules in an nft JSON document (a listing, or the echo of an add), by
-/// handle. Rules without a berth comment are skipped.
+/// The published-port rules in an nft JSON document (a listing), by handle. Rules without a
+/// berth comment are skipped.
 pub fn host_port_rules(document: &Value, table: &str) -> InstalledRules {
     objects(document)
         .filter(|(kind, rule)| {
@@ -277,27 +277,29 @@ impl Nft {
         parse_output(outcome.output.as_bytes())
     }
 
-    /// Applies `commands` as one transaction. With `echo`, returns what was added, with
-    /// handles (as `nft --echo --handle` prints it); else `Value::Null`.
-    pub fn apply(&mut self, commands: Vec<Value>, echo: bool) -> Result<Value, NftError> {
+    /// Applies `commands` as one transaction: all of it, or (on an error) none of it.
+    ///
+    /// Never with nft's echo: libnftables 1.0.6 (Debian 12) keeps the JSON commands it
+    /// echoes in a process-wide list that a refused transaction leaves behind, freed; the
+    /// next echo anywhere in the process then reads freed memory and can hand back an add
+    /// without its handle. [`Nft::host_ports`] reads the handles back from a listing instead.
+    pub fn apply(&mut self, commands: Vec<Value>) -> Result<(), NftError> {
         if commands.is_empty() {
-            return Ok(Value::Null);
+            return Ok(());
         }
         let document = serde_json::to_string(&json!({"nftables": commands}))
             .map_err(|error| NftError::Output(error.to_string()))?;
-        let mut flags = libnftables::OUTPUT_JSON;
-        if echo {
-            flags |= libnftables::OUTPUT_ECHO | libnftables::OUTPUT_HANDLE;
-        }
-        let outcome = self.context.run(&document, flags);
+        let outcome = self.context.run(&document, libnftables::OUTPUT_JSON);
         if !outcome.success {
             return Err(refused(&outcome.errors));
         }
-        if echo {
-            parse_output(outcome.output.as_bytes())
-        } else {
-            Ok(Value::Null)
-        }
+        Ok(())
+    }
+
+    /// The published-port rules now in `table`'s `hostports` chain, by handle.
+    pub fn host_ports(&mut self, table: &Table) -> Result<InstalledRules, NftError> {
+        let listing = self.list(&format!("list chain ip {} {HOSTPORTS_CHAIN}", table.name))?;
+        Ok(host_port_rules(&listing, &table.name))
     }
 }
 
@@ -440,23 +442,53 @@ mod tests {
     fn a_kept_context_builds_lists_publishes_and_removes_in_transactions() {
         in_own_namespace(|nft| {
             let table = table();
-            let echo = nft.apply(table.replace(&[], &[]), true).unwrap();
-            assert!(host_port_rules(&echo, "berth").is_empty());
+            nft.apply(table.replace(&[], &[])).unwrap();
+            assert!(nft.host_ports(&table).unwrap().is_empty());
             assert!(table.listed_in(&nft.list("list tables").unwrap()));
 
-            let added = nft
-                .apply(table.add_host_ports(&[rule("uid-1", None)]), true)
+            nft.apply(table.add_host_ports(&[rule("uid-1", None)]))
                 .unwrap();
-            let rules = host_port_rules(&added, "berth");
+            let rules = nft.host_ports(&table).unwrap();
             assert_eq!(rules.values().collect::<Vec<_>>(), [&rule("uid-1", None)]);
             let listing = nft.list("list table ip berth").unwrap();
             assert_eq!(host_port_rules(&listing, "berth"), rules);
 
             let handle = *rules.keys().next().unwrap();
-            nft.apply(table.delete_rules([handle]), false).unwrap();
-            assert!(host_port_rules(&nft.list("list table ip berth").unwrap(), "berth").is_empty());
-            nft.apply(table.delete(), false).unwrap();
+            nft.apply(table.delete_rules([handle])).unwrap();
+            assert!(nft.host_ports(&table).unwrap().is_empty());
+            nft.apply(table.delete()).unwrap();
             assert!(!table.listed_in(&nft.list("list tables").unwrap()));
+        });
+    }
+
+    #[test]
+    fn rules_added_after_a_refused_transaction_are_read_back_with_their_handles() {
+        // Two contexts in one process, as the agent and a test host have: a refusal in one
+        // must not disturb what the other reads back (nft 1.0.6's JSON echo did).
+        in_own_namespace(|first| {
+            let mut second = Nft::open(None).unwrap();
+            let mut other = table();
+            other.name = "other".into();
+            first.apply(table().replace(&[], &[])).unwrap();
+            second.apply(other.replace(&[], &[])).unwrap();
+            for round in 0..20 {
+                let mut refused = table().add_host_ports(&[rule("uid-x", None)]);
+                refused.extend(table().delete_rules([99_999]));
+                first.apply(refused).unwrap_err();
+
+                let uid = format!("uid-{round}");
+                second
+                    .apply(other.add_host_ports(&[rule(&uid, None)]))
+                    .unwrap();
+                let rules = second.host_ports(&other).unwrap();
+                assert_eq!(
+                    rules.values().collect::<Vec<_>>(),
+                    [&rule(&uid, None)],
+                    "round {round}"
+                );
+                second.apply(other.delete_rules(rules.into_keys())).unwrap();
+            }
+            assert!(first.host_ports(&table()).unwrap().is_empty());
         });
     }
 
@@ -464,17 +496,17 @@ mod tests {
     fn a_refused_transaction_changes_nothing_and_says_why() {
         in_own_namespace(|nft| {
             let table = table();
-            nft.apply(table.replace(&[], &[]), false).unwrap();
+            nft.apply(table.replace(&[], &[])).unwrap();
             // One good rule and one delete of a rule that does not exist: all or nothing.
             let mut commands = table.add_host_ports(&[rule("uid-1", None)]);
             commands.extend(table.delete_rules([9999]));
-            let error = nft.apply(commands, true).unwrap_err();
+            let error = nft.apply(commands).unwrap_err();
             let NftError::Refused { message } = &error else {
                 panic!("not a refusal: {error:?}");
             };
             assert!(message.contains("No such file or directory"), "{message}");
             assert!(!message.contains('\n'));
-            assert!(host_port_rules(&nft.list("list table ip berth").unwrap(), "berth").is_empty());
+            assert!(nft.host_ports(&table).unwrap().is_empty());
         });
     }
 

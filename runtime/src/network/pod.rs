@@ -21,7 +21,6 @@ use super::hostports::{self, HostPort, HostPortRule, PortHolder, Protocol};
 use super::links::{self, VethPeer};
 use super::netlink::Rtnl;
 use super::netns::{Netns, run_in};
-use super::nft;
 
 /// The pod's interface name inside its namespace.
 pub const POD_INTERFACE: &str = "eth0";
@@ -316,14 +315,11 @@ impl HostNetwork {
         }
         let mut commands = self.table.delete_rules(old.iter().copied());
         commands.extend(self.table.add_host_ports(rules));
-        let echo = self
-            .nft()
-            .apply(commands, true)
-            .map_err(nft_error(format!("publishing the host ports of pod {pod}")))?;
-        for handle in old {
-            ports.remove(&handle);
-        }
-        ports.extend(nft::host_port_rules(&echo, &self.table.name));
+        let mut nft = self.nft();
+        let published = format!("publishing the host ports of pod {pod}");
+        nft.apply(commands).map_err(nft_error(published.clone()))?;
+        // What the chain now holds is the truth, for this pod and any other.
+        *ports = nft.host_ports(&self.table).map_err(nft_error(published))?;
         Ok(())
     }
 
@@ -417,7 +413,7 @@ impl HostNetwork {
                 .table
                 .delete_rules(orphaned.iter().map(|(handle, _)| *handle));
             self.nft()
-                .apply(commands, false)
+                .apply(commands)
                 .map_err(nft_error("removing orphaned host ports"))?;
             for (handle, rule) in orphaned {
                 ports.remove(&handle);
