@@ -34,7 +34,7 @@ pub enum StartLockError {
         #[source]
         source: io::Error,
     },
-    #[error("the start lock {path} is held by process {pid}: the container is being removed")]
+    #[error("the start lock {path} is held by {}: the container is being removed", holder_name(*pid))]
     Taken { path: PathBuf, pid: i32 },
     #[error("the start lock {path} was removed: the agent gave this start up")]
     Abandoned { path: PathBuf },
@@ -50,6 +50,15 @@ pub enum StartLockError {
         pid: i32,
         after: Duration,
     },
+}
+
+/// Who holds the lock, for messages: a shim process, or (no pid) the agent's own removal.
+fn holder_name(pid: i32) -> String {
+    if pid > 0 {
+        format!("process {pid}")
+    } else {
+        "another removal of the container".into()
+    }
 }
 
 fn whole_file(kind: libc::c_short) -> libc::flock {
@@ -183,7 +192,18 @@ pub(crate) fn fence(dir: &Path, kill: bool, deadline: Instant) -> Result<Fence, 
         let Some(pid) = holder_of(&file).map_err(lock_err)? else {
             continue; // released between the two calls
         };
-        if !kill || pid <= 0 {
+        if pid <= 0 {
+            // An open-file-description lock: another fence of the agent's, a removal or a
+            // given-up start cleaning the directory up (a forced removal kills the shim, and
+            // the start that shim served gives up at once). It is released as soon as that
+            // cleanup is done; a forced removal waits for it, an unforced one is refused.
+            if !kill || Instant::now() >= deadline {
+                return Err(StartLockError::Taken { path, pid });
+            }
+            std::thread::sleep(OTHER_FENCE_POLL);
+            continue;
+        }
+        if !kill {
             return Err(StartLockError::Taken { path, pid });
         }
         kill_holder(&file, pid, deadline).map_err(|e| match e {
@@ -196,6 +216,9 @@ pub(crate) fn fence(dir: &Path, kill: bool, deadline: Instant) -> Result<Fence, 
         })?;
     }
 }
+
+/// How often a forced fence looks again while another fence of the agent's holds the lock.
+const OTHER_FENCE_POLL: Duration = Duration::from_millis(5);
 
 enum KillError {
     Io(io::Error),
@@ -233,5 +256,66 @@ fn kill_holder(file: &File, pid: i32, deadline: Instant) -> Result<(), KillError
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(KillError::Io(e.into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn shim_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        create(dir.path()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_forced_fence_waits_for_another_fence_of_the_agent_to_finish() {
+        // A forced removal racing the cleanup of the start it just made fail (CI saw the
+        // removal refused with "held by process -1").
+        let dir = shim_dir();
+        let first = fence(dir.path(), true, Instant::now() + Duration::from_secs(5)).unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let second = std::thread::spawn({
+            let path = dir.path().to_owned();
+            let released = released.clone();
+            move || {
+                let fenced = fence(&path, true, Instant::now() + Duration::from_secs(30));
+                (fenced.is_ok(), released.load(Ordering::SeqCst))
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        released.store(true, Ordering::SeqCst);
+        drop(first);
+        let (fenced, after_release) = second.join().unwrap();
+        assert!(
+            fenced,
+            "the forced fence is taken once the other is dropped"
+        );
+        assert!(after_release, "and not before");
+    }
+
+    #[test]
+    fn an_unforced_fence_is_refused_while_another_fence_holds_the_lock() {
+        let dir = shim_dir();
+        let _first = fence(dir.path(), true, Instant::now() + Duration::from_secs(5)).unwrap();
+        let refused = fence(dir.path(), false, Instant::now() + Duration::from_secs(5));
+        assert!(
+            matches!(refused, Err(StartLockError::Taken { pid: -1, .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_forced_fence_gives_up_at_its_deadline_if_the_other_is_never_dropped() {
+        let dir = shim_dir();
+        let _first = fence(dir.path(), true, Instant::now() + Duration::from_secs(5)).unwrap();
+        let refused = fence(dir.path(), true, Instant::now() + Duration::from_millis(20));
+        assert!(
+            matches!(refused, Err(StartLockError::Taken { pid: -1, .. })),
+            "{refused:?}"
+        );
     }
 }
