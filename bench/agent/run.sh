@@ -19,7 +19,9 @@ NETNS=berth-bench-$$
 ip netns add "$NETNS"
 ip -n "$NETNS" link set lo up
 scripts/build-busybox-image.sh "$DIR/image" berth.local/busybox:1 >/dev/null
-nsenter --net=/run/netns/"$NETNS" "$BIN/berth" agent --data-dir "$DIR/data" --run-dir "$DIR/run" --node-name bench \
+# BENCH_HEAPTRACK=FILE runs the agent under heaptrack, writing FILE(.zst); the RSS lines then
+# measure heaptrack's wrapper, not the agent.
+nsenter --net=/run/netns/"$NETNS" ${BENCH_HEAPTRACK:+heaptrack -o "$BENCH_HEAPTRACK"} "$BIN/berth" agent --data-dir "$DIR/data" --run-dir "$DIR/run" --node-name bench \
     --cgroup-parent berth-bench >"$DIR/agent.log" 2>&1 &
 AGENT=$!
 cleanup() {

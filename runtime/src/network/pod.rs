@@ -319,8 +319,19 @@ impl HostNetwork {
         let published = format!("publishing the host ports of pod {pod}");
         nft.apply(commands).map_err(nft_error(published.clone()))?;
         // What the chain now holds is the truth, for this pod and any other.
-        *ports = nft.host_ports(&self.table).map_err(nft_error(published))?;
-        Ok(())
+        match nft.host_ports(&self.table) {
+            Ok(listed) => {
+                *ports = listed;
+                Ok(())
+            }
+            Err(error) => {
+                // The old rules are gone for sure; the new ones are learnt at the next listing.
+                for handle in old {
+                    ports.remove(&handle);
+                }
+                Err(nft_error(published)(error))
+            }
+        }
     }
 
     /// Waits (briefly: at most [`FORWARDING_WAIT`]) until the bridge forwards frames from the
