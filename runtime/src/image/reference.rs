@@ -66,7 +66,7 @@ pub fn normalize(reference: &str) -> Result<Reference, ReferenceError> {
     }
     let captures = grammar()
         .captures(trimmed)
-        .ok_or(error(ParseError::ReferenceInvalidFormat))?;
+        .ok_or_else(|| error(ParseError::ReferenceInvalidFormat))?;
     let (registry, repository) = split_registry(&captures[1]);
     if repository.len() > NAME_MAX {
         return Err(error(ParseError::NameTooLong));

@@ -298,24 +298,20 @@ mod tests {
     }
 
     #[test]
-    fn an_unforced_fence_is_refused_while_another_fence_holds_the_lock() {
-        let dir = shim_dir();
-        let _first = fence(dir.path(), true, Instant::now() + Duration::from_secs(5)).unwrap();
-        let refused = fence(dir.path(), false, Instant::now() + Duration::from_secs(5));
-        assert!(
-            matches!(refused, Err(StartLockError::Taken { pid: -1, .. })),
-            "{refused:?}"
-        );
-    }
-
-    #[test]
-    fn a_forced_fence_gives_up_at_its_deadline_if_the_other_is_never_dropped() {
-        let dir = shim_dir();
-        let _first = fence(dir.path(), true, Instant::now() + Duration::from_secs(5)).unwrap();
-        let refused = fence(dir.path(), true, Instant::now() + Duration::from_millis(20));
-        assert!(
-            matches!(refused, Err(StartLockError::Taken { pid: -1, .. })),
-            "{refused:?}"
-        );
+    fn a_fence_is_refused_while_another_holds_the_lock_unforced_or_past_its_deadline() {
+        // (kill, how long the second fence may wait)
+        let cases = [
+            (false, Duration::from_secs(5)),
+            (true, Duration::from_millis(20)),
+        ];
+        for (kill, wait) in cases {
+            let dir = shim_dir();
+            let _first = fence(dir.path(), true, Instant::now() + Duration::from_secs(5)).unwrap();
+            let refused = fence(dir.path(), kill, Instant::now() + wait);
+            assert!(
+                matches!(refused, Err(StartLockError::Taken { pid: -1, .. })),
+                "kill {kill}, wait {wait:?}: {refused:?}"
+            );
+        }
     }
 }
